@@ -1,0 +1,31 @@
+"""salesai: a plugin-based PyTorch toolkit for small multimodal Mixture-of-Experts language models.
+
+The public API is imported lazily so that `import salesai` (and `salesai --help`) does not
+import torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from salesai.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "ModelConfig": "salesai.model.config",
+    "SalesAIModel": "salesai.model.transformer",
+    "Tokenizer": "salesai.tokenizer",
+    "Trainer": "salesai.trainer",
+    "TrainConfig": "salesai.trainer",
+    "SalesAIError": "salesai.errors",
+}
+
+__all__ = ["hookimpl", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'salesai' has no attribute {name!r}")

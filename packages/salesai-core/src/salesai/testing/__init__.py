@@ -1,0 +1,1 @@
+"""Helpers for testing salesai and its plugins: fixtures, conformance checks, a CLI runner."""
