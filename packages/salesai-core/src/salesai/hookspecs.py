@@ -7,7 +7,8 @@ keyword arguments never break existing plugins. Plugins implement any subset wit
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -24,7 +25,7 @@ def register_experts(register: Register) -> None:
 
 @hookspec
 def register_encoders(register: Register) -> None:
-    """Register modality encoders: `factory(**options) -> nn.Module` with `modality`, `output_dim`, `preprocess`."""
+    """Register modality encoders: `factory(**options) -> nn.Module` (modality, output_dim, preprocess)."""
 
 
 @hookspec

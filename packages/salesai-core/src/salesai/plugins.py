@@ -3,23 +3,36 @@
 Loading is lazy and idempotent (the first registry lookup or `salesai` start-up loads),
 one entry point at a time inside its own try/except, so a broken plugin is reported by
 `salesai plugins` instead of taking the CLI down. Built-ins register first, through the
-same hooks as third parties.
+same hooks as third parties. Every hook is called through pluggy (so trace mode sees it),
+one plugin at a time (so each registration is attributed to the distribution that made it).
+
+What a plugin can get wrong, and how it is reported (never fatal unless strict):
+- the entry point raises on import            -> listed with `import failed: ...`
+- pluggy rejects the object (bad hook signature) -> `invalid plugin: ...`
+- a hook the core does not know                -> `unknown hook ...`
+- a hook raises                                -> `register_experts raised ...`
+- `register(name, factory)` with a bad name or a non-callable factory -> reported, skipped
+- a name already taken                         -> reported naming both providers; first one kept
 
 Environment:
-- `SALESAI_LOAD_PLUGINS`: comma list of distributions to load (set but empty = none).
-- `SALESAI_DISABLE_PLUGINS`: comma list of distributions to skip.
+- `SALESAI_LOAD_PLUGINS`: comma list of distributions (or entry point names) to load; set but
+  empty = none. Built-ins always load.
+- `SALESAI_DISABLE_PLUGINS`: comma list of distributions (or entry point names) to skip.
 - `SALESAI_STRICT_PLUGINS=1`: re-raise plugin errors instead of reporting them.
-- `SALESAI_TRACE_PLUGINS=1`: print every hook call to stderr.
+- `SALESAI_TRACE_PLUGINS=1`: print every hook call to stderr (pluggy's hook-call tracing).
+
+This module is not a general plugin framework: it knows the four registry kinds of
+`salesai.hookspecs` plus commands, nothing else.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Callable, Iterator
+from importlib import import_module, metadata
+from typing import Any
 
 import pluggy
 
@@ -51,6 +64,7 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
     "exporters": {},
     "experts": {},
 }
+# Where a whole kind comes from first-party packages, the hint for any unknown name of it.
 KIND_PACKAGES: dict[str, str] = {
     "encoders": "salesai-vision or salesai-audio",
     "agents": "salesai-rl",
@@ -71,13 +85,19 @@ class Entry:
 class PluginInfo:
     """What `salesai plugins` reports about one plugin."""
 
-    name: str
+    name: str  # entry point name (module name for built-ins)
     distribution: str
     version: str
     builtin: bool = False
+    description: str = ""  # first line of the plugin object's docstring
     hooks: list[str] = field(default_factory=list)
-    registered: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)  # kind -> names, plus "commands"
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        """All problems in one line, or None when the plugin loaded cleanly."""
+        return "; ".join(self.errors) or None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,8 +105,9 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "builtin": self.builtin,
-            "hooks": self.hooks,
-            "registered": self.registered,
+            "description": self.description,
+            "hooks": list(self.hooks),
+            "registered": {k: list(v) for k, v in self.registered.items()},
             "error": self.error,
         }
 
@@ -137,6 +158,22 @@ class Registry:
         return msg
 
 
+@dataclass
+class _Record:
+    """Book-keeping for one plugin object handed to `PluginHost.add`."""
+
+    plugin: object
+    info: PluginInfo
+    active: bool = False  # pluggy accepted it
+    problems: list[str] = field(default_factory=list)  # from registering it and calling its hooks
+    attempts: list[tuple[str, Entry, bool]] = field(default_factory=list)  # (kind, entry, override)
+    registry_problems: list[str] = field(default_factory=list)  # duplicates, recomputed on rebuild
+    command_problems: list[str] = field(default_factory=list)  # recomputed by add_commands
+
+    def refresh(self) -> None:
+        self.info.errors = self.problems + self.registry_problems + self.command_problems
+
+
 def _env_list(var: str) -> list[str] | None:
     value = os.environ.get(var)
     if value is None:
@@ -144,12 +181,24 @@ def _env_list(var: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _flag(var: str) -> bool:
+    return os.environ.get(var, "") not in ("", "0")
+
+
 def _strict() -> bool:
-    return os.environ.get("SALESAI_STRICT_PLUGINS", "") not in ("", "0")
+    return _flag("SALESAI_STRICT_PLUGINS")
 
 
-def _norm(dist: str) -> str:
-    return dist.lower().replace("_", "-")
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0].strip()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class PluginHost:
@@ -159,123 +208,211 @@ class PluginHost:
         self.pm = pluggy.PluginManager("salesai")
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
-        self._plugins: list[tuple[object, PluginInfo]] = []
+        self._records: list[_Record] = []
         self.registries: dict[str, Registry] = {k: Registry(k) for k in KINDS}
-        if os.environ.get("SALESAI_TRACE_PLUGINS", "") not in ("", "0"):
+        if _flag("SALESAI_TRACE_PLUGINS"):
             self.pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
             self.pm.enable_tracing()
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> None:
-        version = _dist_version(CORE_DIST)
+        """Register the built-ins, then every allowed entry point of the `salesai` group."""
+        core_version = _dist_version(CORE_DIST)
         for module_name in BUILTIN_MODULES:
-            module = importlib.import_module(module_name)
-            info = PluginInfo(module_name, CORE_DIST, version, builtin=True)
+            module = import_module(module_name)
+            info = PluginInfo(module_name, CORE_DIST, core_version, builtin=True)
+            info.description = _first_line(module.__doc__)
             self.add(module, info)
         allow = _env_list("SALESAI_LOAD_PLUGINS")
-        deny = {_norm(d) for d in (_env_list("SALESAI_DISABLE_PLUGINS") or [])}
-        allowed = None if allow is None else {_norm(d) for d in allow}
-        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else ep.module
-            dist_version = ep.dist.version if ep.dist is not None else "unknown"
-            if (allowed is not None and _norm(dist) not in allowed) or _norm(dist) in deny:
+        allowed = None if allow is None else {_norm(a) for a in allow}
+        denied = {_norm(d) for d in _env_list("SALESAI_DISABLE_PLUGINS") or []}
+        seen: set[str] = set()
+        eps = sorted(metadata.entry_points(group=GROUP), key=lambda e: (_ep_dist(e)[0], e.name))
+        for ep in eps:
+            dist, version = _ep_dist(ep)
+            keys = {_norm(dist), _norm(ep.name)}
+            seen |= keys
+            if (allowed is not None and not keys & allowed) or keys & denied:
                 continue
-            info = PluginInfo(ep.name, dist, dist_version)
+            info = PluginInfo(ep.name, dist, version)
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin is reported, never fatal
                 if _strict():
                     raise
-                info.error = f"import failed: {type(exc).__name__}: {exc}"
+                info.errors = [f"import failed: {_describe(exc)}"]
                 self.infos.append(info)
                 continue
+            info.description = _first_line(getattr(plugin, "__doc__", None))
             self.add(plugin, info)
+        for name in sorted((allowed or set()) - seen - {CORE_DIST}):
+            self.infos.append(
+                PluginInfo(
+                    name, name, "", errors=[f"SALESAI_LOAD_PLUGINS names {name!r}, which is not installed"]
+                )
+            )
 
-    def add(self, plugin: object, info: PluginInfo) -> None:
-        """Register one plugin object and collect what it registers."""
+    def add(self, plugin: object, info: PluginInfo) -> PluginInfo:
+        """Register one plugin object and collect what it registers; returns `info`, filled in."""
+        record = _Record(plugin, info)
+        self._records.append(record)
+        self.infos.append(info)
         try:
             self.pm.register(plugin, name=f"{info.distribution}:{info.name}")
-        except Exception as exc:
+        except Exception as exc:  # pluggy.PluginValidationError, or already registered
             if _strict():
                 raise
-            info.error = f"invalid plugin: {type(exc).__name__}: {exc}"
-            self.infos.append(info)
-            return
-        info.hooks = sorted(
-            h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("register_")
-        )
-        self._plugins.append((plugin, info))
-        self.infos.append(info)
-        self._collect(plugin, info)
+            record.problems.append(f"invalid plugin: {_describe(exc)}")
+            record.refresh()
+            return info
+        record.active = True
+        callers = self.pm.get_hookcallers(plugin) or []
+        info.hooks = sorted(h.name for h in callers)
+        for caller in callers:
+            if not caller.has_spec():
+                self._problem(
+                    record,
+                    f"unknown hook {caller.name} (this salesai-core knows {', '.join(_hook_names())})",
+                )
+        for kind, hook_name in KINDS.items():
+            if hook_name in info.hooks:
+                self._collect(record, kind, hook_name)
+        self._apply(record)
+        return info
 
     def remove(self, plugin: object) -> None:
         """Unregister a plugin object and rebuild the registries without it."""
-        self.pm.unregister(plugin)
-        kept = [(p, i) for p, i in self._plugins if p is not plugin]
-        self.infos = [i for i in self.infos if all(i is not j for p, j in self._plugins if p is plugin)]
-        self._plugins = []
+        for record in [r for r in self._records if r.plugin is plugin]:
+            if record.active:
+                self.pm.unregister(plugin)
+            self._records.remove(record)
+            self.infos = [i for i in self.infos if i is not record.info]
         self.registries = {k: Registry(k) for k in KINDS}
-        for p, info in kept:
-            info.registered, info.error = {}, None
-            self._plugins.append((p, info))
-            self._collect(p, info)
-
-    def _collect(self, plugin: object, info: PluginInfo) -> None:
-        for kind, hook_name in KINDS.items():
-            impl = getattr(plugin, hook_name, None)
-            if impl is None or hook_name not in info.hooks:
-                continue
-            added: list[Entry] = []
-
-            def register(name: str, factory: Callable[..., Any], override: bool = False,
-                         _kind: str = kind, _added: list[Entry] = added, **meta: Any) -> None:
-                if not isinstance(name, str) or not name:
-                    raise PluginError(f"{info.distribution} registered a {_kind[:-1]} with an invalid name {name!r}")
-                if not callable(factory):
-                    raise PluginError(
-                        f"{info.distribution} registered {_kind[:-1]} {name!r} with a non-callable factory {factory!r}"
-                    )
-                entry = Entry(name, factory, info.distribution, dict(meta))
-                self.registries[_kind].add(entry, override=override)
-                _added.append(entry)
-
-            try:
-                self._call(plugin, hook_name, register=register)
-            except Exception as exc:
-                if _strict():
-                    raise
-                info.error = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-            if added:
-                info.registered[kind] = [e.name for e in added]
-
-    def _call(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(**{a: kwargs[a] for a in impl.argnames})
+        for record in self._records:
+            self._apply(record)
 
     def add_commands(self, app: Any) -> None:
-        """Let every plugin add its commands; a failing plugin is reported, not fatal."""
-        for plugin, info in self._plugins:
-            if "register_commands" not in info.hooks:
-                continue
-            before = _command_names(app)
+        """Let every plugin add its commands to `app`; a failing or clashing plugin is reported."""
+        providers = {
+            name: CORE_DIST for name in _command_names(app.registered_commands, app.registered_groups)
+        }
+        for record in self._records:
+            record.info.registered.pop("commands", None)
+            record.command_problems = []
+            if record.active and "register_commands" in record.info.hooks:
+                self._collect_commands(record, app, providers)
+            record.refresh()
+
+    # -- internals -------------------------------------------------------------------------
+    def _problem(self, record: _Record, message: str) -> None:
+        if _strict():
+            raise PluginError(f"{record.info.distribution}: {message}")
+        record.problems.append(message)
+
+    def _call(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
+        """Call one hook of one plugin, through pluggy (so tracing and monitoring apply)."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+
+    def _collect(self, record: _Record, kind: str, hook_name: str) -> None:
+        """Call `hook_name` on the plugin with a `register` that records valid registrations."""
+        noun = kind[:-1]
+
+        def register(name: str, factory: Callable[..., Any], *, override: bool = False, **meta: Any) -> None:
+            if not isinstance(name, str) or not name or name != name.strip() or " " in name:
+                self._problem(
+                    record, f"{hook_name}: invalid {noun} name {name!r} (expected a non-empty word)"
+                )
+                return
+            if not callable(factory):
+                self._problem(record, f"{hook_name}: {noun} {name!r} has a non-callable factory {factory!r}")
+                return
+            entry = Entry(name, factory, record.info.distribution, dict(meta))
+            record.attempts.append((kind, entry, bool(override)))
+
+        try:
+            self._call(record.plugin, hook_name, register=register)
+        except Exception as exc:
+            if _strict():
+                raise
+            record.problems.append(f"{hook_name} raised {_describe(exc)}")
+
+    def _apply(self, record: _Record) -> None:
+        """Put the record's registrations into the registries (again, after a rebuild)."""
+        commands = record.info.registered.get("commands")
+        record.info.registered = {}
+        record.registry_problems = []
+        for kind, entry, override in record.attempts:
             try:
-                self._call(plugin, "register_commands", app=app)
-                added = [n for n in _command_names(app) if n not in before]
-                if added:
-                    info.registered["commands"] = added
-            except Exception as exc:
+                self.registries[kind].add(entry, override=override)
+            except PluginError as exc:
                 if _strict():
                     raise
-                info.error = f"register_commands failed: {type(exc).__name__}: {exc}"
+                record.registry_problems.append(str(exc))
+                continue
+            record.info.registered.setdefault(kind, []).append(entry.name)
+        if commands:
+            record.info.registered["commands"] = commands
+        record.refresh()
+
+    def _collect_commands(self, record: _Record, app: Any, providers: dict[str, str]) -> None:
+        n_commands, n_groups = len(app.registered_commands), len(app.registered_groups)
+        try:
+            self._call(record.plugin, "register_commands", app=app)
+        except Exception as exc:
+            if _strict():
+                raise
+            record.command_problems.append(f"register_commands raised {_describe(exc)}")
+        added: list[str] = []
+        new = [(c, _command_names([c], [])[0]) for c in app.registered_commands[n_commands:]]
+        new += [(g, _command_names([], [g])[0]) for g in app.registered_groups[n_groups:]]
+        for item, name in new:
+            if name in providers or name in added:
+                first = providers.get(name, record.info.distribution)
+                message = (
+                    f"duplicate command name {name!r}: provided by {first} and by {record.info.distribution}"
+                )
+                if _strict():
+                    raise PluginError(message)
+                record.command_problems.append(message)
+                _remove_identity(app.registered_commands, item)
+                _remove_identity(app.registered_groups, item)
+                continue
+            added.append(name)
+        for name in added:
+            providers[name] = record.info.distribution
+        if added:
+            record.info.registered["commands"] = added
 
 
-def _command_names(app: Any) -> list[str]:
-    """Names of the commands and groups on a typer app."""
-    names = [c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands]
-    names += [g.name or "" for g in app.registered_groups]
+def _remove_identity(items: list[Any], item: Any) -> None:
+    items[:] = [i for i in items if i is not item]
+
+
+def _hook_names() -> list[str]:
+    return sorted(n for n in vars(hookspecs) if n.startswith("register_"))
+
+
+def _command_names(commands: list[Any], groups: list[Any]) -> list[str]:
+    """The names typer gives to command and group infos (underscores become dashes)."""
+    names: list[str] = []
+    for c in commands:
+        name = c.name or (c.callback.__name__ if c.callback else "")
+        names.append(name if c.name else name.lower().replace("_", "-"))
+    for g in groups:
+        name = getattr(g.name, "value", g.name)
+        if not name and g.typer_instance is not None:
+            name = getattr(g.typer_instance.info.name, "value", g.typer_instance.info.name)
+        names.append(str(name or ""))
     return names
+
+
+def _ep_dist(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """(distribution name, version) of an entry point; the module name if it has no distribution."""
+    dist = getattr(ep, "dist", None)
+    if dist is None or not dist.name:
+        return ep.module, "unknown"
+    return dist.name, dist.version
 
 
 def _dist_version(dist: str) -> str:
@@ -303,7 +440,7 @@ def host() -> PluginHost:
 
 
 def reset() -> None:
-    """Forget loaded plugins (tests; the next lookup loads again)."""
+    """Forget loaded plugins (tests; the next lookup loads again, re-reading the environment)."""
     global _HOST
     _HOST = None
 
@@ -316,10 +453,12 @@ def registry(kind: str) -> Registry:
 
 
 def plugin_infos() -> list[PluginInfo]:
+    """Every plugin the host knows: built-ins first, then entry points, failed ones included."""
     return list(host().infos)
 
 
 def iter_entries() -> Iterator[tuple[str, Entry]]:
+    """(kind, entry) for everything registered, kinds in hook order, names sorted."""
     for kind, reg in host().registries.items():
         for entry in reg.entries():
             yield kind, entry

@@ -16,14 +16,20 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="Machine-read
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="salesai plugins")
-    for col in ("distribution", "version", "plugin", "registered", "status"):
-        table.add_column(col)
+    table.add_column("distribution", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("plugin", overflow="fold")
+    table.add_column("registered", overflow="fold", min_width=16)
+    table.add_column("status", overflow="fold", min_width=6)
     for info in infos:
-        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items()) or "nothing"
-        status = f"[red]{info.error}[/red]" if info.error else "ok"
+        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items())
+        if not registered:
+            registered = "nothing" + (f" ({escape(info.description)})" if info.description else "")
+        status = f"[red]{escape(info.error)}[/red]" if info.error else "ok"
         table.add_row(info.distribution, info.version, info.name, registered, status)
     Console().print(table)
 

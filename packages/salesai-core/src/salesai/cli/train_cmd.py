@@ -1,0 +1,125 @@
+"""`salesai train`, `salesai eval` and `salesai quickstart` (the main job).
+
+Results go to stdout (a summary, or one JSON object with `--json`); progress and notices go to
+stderr. torch is imported inside the commands so `salesai --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from salesai.errors import SalesAIError
+
+PRECISION_HELP = "auto (bf16 autocast where this machine runs it faster), fp32 or bf16."
+
+
+def _notice(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def train(
+    data: list[str] = typer.Option(..., "--data", help="Training text: files, folders, globs, .jsonl (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Run directory: checkpoints, metrics.jsonl, token cache."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset (tiny, base, multimodal)."),  # noqa: UP045
+    config: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--config", help="YAML/JSON/TOML file with preset:, model: and training: sections."),
+    val: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--val", help="Validation data (default: the last 2% of the training tokens)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps."),  # noqa: UP045
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/latest (exactly)."),
+    tokenizer: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--tokenizer", help="Tokenizer dir or .model file (default: train one on --data)."),
+    vocab_size: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--vocab-size", help="Vocabulary of the tokenizer trained here (default: the model's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per micro-batch."),  # noqa: UP045
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence."),  # noqa: UP045
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),  # noqa: UP045
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),  # noqa: UP045
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a model on your data (a tokenizer too, unless --tokenizer is given)."""
+    from salesai.train_config import RunConfig, load_run_config
+    from salesai.training_run import train_from_files
+
+    run = load_run_config(config) if config is not None else RunConfig(preset=preset or "base")
+    if config is not None and preset is not None:
+        run.preset = preset
+    overrides: dict[str, Any] = dict(out_dir=str(out), max_steps=max_steps, batch_size=batch_size,
+                                     seq_len=seq_len, num_threads=threads, precision=precision)
+    run.training = run.training.replace(**overrides)
+    summary = train_from_files(run, data, val_paths=val, resume=resume, tokenizer_path=tokenizer,
+                               vocab_size=vocab_size, log=_notice)
+    if summary is None:  # not rank 0
+        return
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    ev = summary.get("eval") or {}
+    lines = [f"trained {summary['steps']} steps ({summary['tokens']:,} tokens, "
+             f"{summary['tokens_per_s']:,.0f} tokens/s, {summary['precision']})"]
+    if "val_loss" in ev:
+        lines.append(f"validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f}")
+    lines += [f"checkpoint: {summary['checkpoint']}", f"metrics: {summary['metrics']}"]
+    typer.echo("\n".join(lines))
+
+
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint dir (or a run dir: its latest checkpoint)."),
+    data: list[str] = typer.Option(..., "--data", help="Text to evaluate on: files, folders, globs, .jsonl."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per batch."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default 256)."),  # noqa: UP045
+    max_batches: int = typer.Option(50, "--max-batches", min=1, help="Evaluate at most this many batches."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),  # noqa: UP045
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or auto."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Validation loss, perplexity and expert usage of a checkpoint on some data."""
+    from salesai.training_run import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, batch_size=batch_size, seq_len=seq_len,
+                                 max_batches=max_batches, threads=threads, precision=precision)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"loss {result['val_loss']:.4f}  perplexity {result['val_ppl']:.2f}  "
+               f"({result['val_tokens']:,} tokens, checkpoint {result['checkpoint']})")
+    usage = result.get("expert_usage")
+    if usage:
+        typer.echo(f"expert usage: {json.dumps(usage)}")
+
+
+def quickstart(
+    out: Path = typer.Option(Path("salesai-quickstart"), "--out", help="Where everything is written."),
+    minutes: float = typer.Option(10.0, "--minutes", min=0.1, help="Total time budget in minutes."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: all cores, max 2)."),  # noqa: UP045
+    max_corpus_mb: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--max-corpus-mb", help="Cap the stdlib corpus (tests, slow machines)."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    no_export: bool = typer.Option(False, "--no-export", help="Skip the ONNX export and parity check."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """The main job: tokenizer + small MoE model on the Python stdlib, evaluated, sampled, exported."""
+    from salesai.quickstart import QuickstartOptions, print_report, run_quickstart
+
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SalesAIError(f"--precision {precision!r}: expected auto, fp32 or bf16")
+    opts = QuickstartOptions(out_dir=out, minutes=minutes, threads=threads, precision=precision,
+                             export=not no_export)
+    if max_corpus_mb is not None:
+        opts.max_corpus_bytes = int(max_corpus_mb * 1e6)
+    report = run_quickstart(opts, log=_notice)
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(eval_cmd)
+    app.command("quickstart")(quickstart)

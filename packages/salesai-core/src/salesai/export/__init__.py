@@ -1,0 +1,1 @@
+"""Built-in exporters (`safetensors`, `hf`, `onnx`), registered in `salesai.builtin.exporters`."""

@@ -1,0 +1,341 @@
+"""`salesai quickstart`: the main job, end to end on the Python standard library, inside a time budget.
+
+Steps (each timed, all inside `minutes`): corpus (the running Python's stdlib sources, split
+train/validation by file, data.py) -> SentencePiece tokenizer -> token cache -> a short timing probe
+that fixes the number of optimizer steps (the cosine schedule must know its length) -> training
+(Trainer, with a hard time limit as a safety net) -> evaluation (perplexity against the
+unigram-entropy baseline of the validation tokens) -> code completions from held-out function
+signatures, scored by whether they parse with `ast` -> expert utilisation -> ONNX export and
+parity (when an `onnx` exporter is registered) -> a report (stdout) and `report.json`.
+
+The model shape (QUICKSTART_MODEL) was chosen by measurement on 2 CPU cores (docs/quickstart.md).
+Not here: the training loop (trainer.py), data loading (data.py), generation (model/generation.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Log = Callable[[str], None]
+
+# The model and training shape for 2 CPU cores and ~10 minutes (measurements in docs/quickstart.md).
+QUICKSTART_MODEL: dict[str, Any] = dict(
+    hidden_dim=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_dim=688,
+    num_experts=4, top_k=2, max_seq_len=512, tie_embeddings=False,
+)
+QUICKSTART_VOCAB = 4096
+QUICKSTART_TRAIN: dict[str, Any] = dict(
+    lr=2e-3, min_lr=2e-4, batch_size=16, seq_len=256, grad_accum=1, weight_decay=0.1,
+    grad_clip=1.0, eval_steps=8, keep_last=1, log_every=10, seed=1337,
+)
+
+
+@dataclass
+class QuickstartOptions:
+    """What `salesai quickstart` takes."""
+
+    out_dir: Path = Path("salesai-quickstart")  # everything is written here
+    minutes: float = 10.0  # total wall-clock budget, tokenizer to export
+    threads: int | None = None  # torch threads; None = min(2, cores)
+    precision: str = "auto"  # auto / fp32 / bf16 for training
+    max_corpus_bytes: int | None = 12_000_000  # cap on stdlib bytes (None: the whole library)
+    num_samples: int = 8  # completions of held-out signatures
+    max_new_tokens: int = 96  # tokens generated per completion
+    export: bool = True  # ONNX export + parity when an `onnx` exporter is registered
+    model: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_MODEL))  # ModelConfig overrides
+    train: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_TRAIN))  # TrainConfig fields
+    vocab_size: int = QUICKSTART_VOCAB  # tokenizer vocabulary (shrinks on small corpora)
+
+
+def unigram_baseline(tokens: np.ndarray, vocab_size: int) -> dict[str, float]:
+    """Entropy (nats) of the tokens' own unigram distribution: the loss of a context-free model."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    h = float(-(p * np.log(p)).sum())
+    return {"loss": h, "perplexity": math.exp(h)}
+
+
+def cut_function(prompt: str, completion: str, finished: bool) -> str:
+    """prompt + completion up to the end of the function (the first non-indented line after the body).
+
+    If the model never closed the function and stopped at the token limit, its last line may be cut
+    mid-way and is dropped.
+    """
+    lines = (prompt + completion).split("\n")
+    start = len(prompt.rstrip("\n").split("\n"))
+    end = len(lines)
+    closed = False
+    for i in range(start, len(lines)):
+        if lines[i].strip() and not lines[i][0].isspace():
+            end, closed = i, True
+            break
+    body = lines[:end]
+    if not closed and not finished and len(body) > start:
+        body = body[:-1]
+    return "\n".join(body).rstrip() + "\n"
+
+
+def parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _threads(n: int | None) -> int:
+    return n or max(1, min(2, os.cpu_count() or 1))
+
+
+def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
+    """Run the main job; returns the report (also written to out_dir/report.json)."""
+    import torch
+
+    from salesai.data import heldout_signatures, stdlib_corpus, tokenize_files
+    from salesai.model.config import ModelConfig
+    from salesai.model.transformer import SalesAIModel
+    from salesai.tokenizer import Tokenizer
+    from salesai.train_config import TrainConfig
+    from salesai.trainer import Trainer, resolve_device, resolve_precision
+
+    t_start = time.perf_counter()
+    budget = opts.minutes * 60.0
+    threads = _threads(opts.threads)
+    torch.set_num_threads(threads)
+    out = Path(opts.out_dir)
+    _clean_previous_run(out)
+    timings: dict[str, float] = {}
+
+    def mark(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 2)
+        return now
+
+    # 1. corpus and tokenizer
+    t = time.perf_counter()
+    split = stdlib_corpus(max_bytes=opts.max_corpus_bytes)
+    log(f"corpus: {len(split.train)} stdlib files ({split.train_bytes / 1e6:.1f} MB) for training, "
+        f"{len(split.validation)} ({split.validation_bytes / 1e3:.0f} kB) held out, from {split.root}")
+    tok_bytes = min(split.train_bytes, 4_000_000)  # tokenizer statistics settle well before this
+    tok = Tokenizer.train([str(f) for f in split.train], vocab_size=opts.vocab_size,
+                          out_dir=out / "tokenizer", input_sentence_size=max(1000, tok_bytes // 40),
+                          num_threads=threads, verbose=False)
+    for notice in tok.notices:
+        log(f"notice: {notice}")
+    t = mark("tokenizer_s", t)
+    train_tokens = tokenize_files(split.train, tok, out / "cache", name="train", num_threads=threads).tokens()
+    val_tokens = tokenize_files(split.validation, tok, out / "cache", name="val").tokens()
+    t = mark("tokenize_s", t)
+    log(f"tokenizer: {len(tok)} pieces; {len(train_tokens):,} training and {len(val_tokens):,} validation tokens")
+
+    # 2. model, timing probe, step budget
+    train_fields = dict(opts.train)
+    seq_len = int(train_fields["seq_len"])
+    model_cfg = ModelConfig.from_dict({"preset": "tiny", **opts.model, "vocab_size": len(tok),
+                                       "name": "quickstart"})
+    device = resolve_device("auto")
+    precision = resolve_precision(opts.precision, device)
+    step_s = _probe_step_time(model_cfg, train_fields, precision, device, train_tokens)
+    t = mark("probe_s", t)
+    reserve = _reserve_seconds(opts, budget)
+    train_budget = budget - (time.perf_counter() - t_start) - reserve
+    max_steps = max(2, int(train_budget / step_s))
+    warmup = max(1, min(100, max_steps // 20))
+    cfg = TrainConfig(**{**train_fields, "max_steps": max_steps, "warmup_steps": warmup,
+                         "eval_every": max(1, max_steps // 4), "save_every": 0, "precision": precision,
+                         "num_threads": threads, "out_dir": str(out)})
+    log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} experts "
+        f"top-{model_cfg.top_k}; {precision}; probe {step_s:.2f} s/step -> {max_steps} steps "
+        f"({train_budget:.0f} s of the {budget:.0f} s budget)")
+
+    # 3. train
+    torch.manual_seed(cfg.seed)
+    model = SalesAIModel(model_cfg)
+    trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
+    result = trainer.fit(time_limit_s=train_budget * 1.05)
+    t = mark("train_s", t)
+    final = result.evals[-1] if result.evals else {}
+    baseline = unigram_baseline(val_tokens, len(tok))
+
+    # 4. completions of held-out signatures
+    model.eval()
+    samples = _complete_signatures(model, tok, split.validation, opts, seq_len)
+    (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
+    t = mark("samples_s", t)
+
+    # 5. ONNX export and parity
+    onnx = _export_onnx(model, tok, out / "onnx", log) if opts.export else {"status": "skipped (--no-export)"}
+    t = mark("export_s", t)
+
+    usage = final.get("expert_usage") or []
+    report = {
+        "validation": {"loss": final.get("val_loss"), "perplexity": final.get("val_ppl"),
+                       "tokens": final.get("val_tokens")},
+        "unigram_baseline": baseline,
+        "training": {"steps": result.step, "planned_steps": max_steps, "tokens": result.step * cfg.tokens_per_step,
+                     "tokens_per_s": round(result.tokens_per_s, 1), "precision": precision, "threads": threads,
+                     "final_train_loss": result.losses[-1] if result.losses else None,
+                     "parameters": model.num_parameters(), "active_parameters": model.num_parameters(active=True)},
+        "completions": {"count": len(samples), "parse_rate": (sum(s["parses"] for s in samples) / len(samples))
+                        if samples else None, "file": str(out / "samples.jsonl")},
+        "experts": {"per_layer": [{"layer": u["layer"], "share": [round(x, 3) for x in u["share"]],
+                                   "balance": round(u["balance"], 3), "utilisation": u["utilisation"]}
+                                  for u in usage],
+                    "mean_balance": float(np.mean([u["balance"] for u in usage])) if usage else None,
+                    "mean_utilisation": float(np.mean([u["utilisation"] for u in usage])) if usage else None},
+        "onnx": onnx,
+        "paths": {"checkpoint": str(result.checkpoint), "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
+                  "metrics": str(out / "metrics.jsonl"), "samples": str(out / "samples.jsonl"),
+                  "onnx": onnx.get("path"), "report": str(out / "report.json")},
+        "timings_s": timings,
+        "model": {k: getattr(model_cfg, k) for k in ("vocab_size", "hidden_dim", "num_layers", "num_heads",
+                                                      "num_kv_heads", "intermediate_dim", "num_experts", "top_k")},
+        "samples": samples[:3],
+    }
+    report["timings_s"]["total_s"] = round(time.perf_counter() - t_start, 2)
+    report["budget_s"] = budget
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _clean_previous_run(out: Path) -> None:
+    """A re-run starts a new model; the token cache is kept (keyed, reused when still valid)."""
+    from salesai import train_state as S
+
+    for ckpt in S.list_checkpoints(out):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    for name in ("latest", "metrics.jsonl", "samples.jsonl", "report.json"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "onnx", ignore_errors=True)
+
+
+def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:
+    """Time kept back for evaluation, completions, the final checkpoint and the export."""
+    reserve = 8.0 + opts.num_samples * opts.max_new_tokens * 0.012 + (35.0 if opts.export else 0.0)
+    return min(reserve, 0.4 * budget)
+
+
+def _probe_step_time(model_cfg: Any, train_fields: dict[str, Any], precision: str, device: Any,
+                     tokens: np.ndarray) -> float:
+    """Seconds per optimizer step of this shape, from a throwaway model: 1 warm-up + 3 timed steps."""
+    import torch
+
+    from salesai.model.transformer import SalesAIModel
+    from salesai.trainer import TokenSequences, autocast, build_optimizer
+    from salesai.train_config import TrainConfig
+
+    cfg = TrainConfig(**{**train_fields, "max_steps": 10, "warmup_steps": 1, "precision": precision})
+    state = torch.get_rng_state()
+    model = SalesAIModel(model_cfg).to(device)
+    opt = build_optimizer(model, cfg)
+    seqs = TokenSequences(tokens, cfg.seq_len)
+    n = cfg.batch_size * cfg.grad_accum
+    times = []
+    for i in range(4):
+        t0 = time.perf_counter()
+        for m in range(cfg.grad_accum):
+            ids = seqs.batch([(i * n + m * cfg.batch_size + j) % len(seqs) for j in range(cfg.batch_size)])
+            with autocast(device, precision):
+                loss = model(ids.to(device), labels=ids.to(device)).loss
+            (loss / cfg.grad_accum).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    torch.set_rng_state(state)
+    return float(np.median(times[1:])) * 1.03  # + logging/eval overhead
+
+
+def _complete_signatures(model: Any, tok: Any, files: list[Path], opts: QuickstartOptions,
+                         seq_len: int) -> list[dict[str, Any]]:
+    import torch
+
+    from salesai.data import heldout_signatures
+
+    sigs = heldout_signatures(files, n=opts.num_samples, seed=0, include_docstring=True)
+    out = []
+    for sig in sigs:
+        ids = tok.encode(sig.prompt, add_bos=True)[-(model.config.max_seq_len - opts.max_new_tokens):]
+        with torch.no_grad():
+            gen = model.generate(torch.tensor([ids]), max_new_tokens=opts.max_new_tokens, temperature=0.0,
+                                 repetition_penalty=1.1, stop_token_ids=[tok.eos_id])
+        new = [int(x) for x in gen[0].tolist()[len(ids):]]
+        finished = tok.eos_id in new or len(new) < opts.max_new_tokens
+        new = new[: new.index(tok.eos_id)] if tok.eos_id in new else new
+        completion = tok.decode(new)
+        code = cut_function(sig.prompt, completion, finished)
+        out.append({"name": sig.name, "source": f"{sig.path.name}:{sig.line}", "prompt": sig.prompt,
+                    "completion": code[len(sig.prompt):] if code.startswith(sig.prompt) else completion,
+                    "parses": parses(code)})
+    return out
+
+
+def _export_onnx(model: Any, tok: Any, out: Path, log: Log) -> dict[str, Any]:
+    """Export with the registered `onnx` exporter and compare ONNX Runtime with PyTorch."""
+    from salesai.plugins import registry
+
+    reg = registry("exporters")
+    if "onnx" not in reg:
+        return {"status": "skipped (no onnx exporter registered)", "path": None}
+    try:
+        import torch
+
+        path = Path(reg.get("onnx")(model.eval(), tok, out))
+        from salesai.ort_runtime import OrtDecoder
+
+        dec = OrtDecoder(path)
+        ids = np.asarray([tok.encode("def fibonacci(n):\n    if n < 2:\n", add_bos=True)], dtype=np.int64)
+        mask = np.ones_like(ids)
+        pos = np.arange(ids.shape[1], dtype=np.int64)[None]
+        ort_logits, _ = dec.step(ids, mask, pos, dec.empty_past(1))
+        with torch.no_grad():
+            pt_logits = model(torch.from_numpy(ids)).logits.float().numpy()
+        diff = float(np.abs(ort_logits - pt_logits).max())
+        same_argmax = bool((ort_logits.argmax(-1) == pt_logits.argmax(-1)).all())
+        log(f"onnx: exported to {path}; max |logit difference| vs PyTorch {diff:.2e}")
+        return {"status": "ok" if diff < 1e-3 else "mismatch", "path": str(path), "max_abs_diff": diff,
+                "same_argmax": same_argmax}
+    except Exception as exc:  # the report still prints; the failure is in it
+        return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "path": None}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The human-readable report on stdout."""
+    from rich.console import Console
+
+    c = Console(highlight=False)
+    v, b, tr = report["validation"], report["unigram_baseline"], report["training"]
+    comp, ex, onnx, paths = report["completions"], report["experts"], report["onnx"], report["paths"]
+    c.print("[bold]salesai quickstart: report[/bold]")
+    if v["loss"] is not None:
+        c.print(f"validation loss       {v['loss']:.3f}  (perplexity {v['perplexity']:.1f})")
+    c.print(f"unigram baseline      {b['loss']:.3f}  (perplexity {b['perplexity']:.1f})")
+    c.print(f"training              {tr['steps']} steps, {tr['tokens']:,} tokens, {tr['tokens_per_s']:,.0f} tokens/s "
+            f"({tr['precision']}, {tr['threads']} threads)")
+    if comp["parse_rate"] is not None:
+        c.print(f"completions parsing   {comp['parse_rate']:.0%} of {comp['count']} (ast.parse)")
+    if ex["mean_utilisation"] is not None:
+        c.print(f"experts               utilisation {ex['mean_utilisation']:.0%}, "
+                f"balance {ex['mean_balance']:.2f} (1.0 = uniform)")
+        for layer in ex["per_layer"]:
+            c.print(f"  layer {layer['layer']}: shares {layer['share']}")
+    diff = onnx.get("max_abs_diff")
+    c.print(f"onnx                  {onnx['status']}" + (f", max |diff| {diff:.2e}" if diff is not None else ""))
+    for s in report.get("samples", [])[:2]:
+        c.print(f"\n[dim]# {s['source']} ({'parses' if s['parses'] else 'does not parse'})[/dim]")
+        c.print(s["prompt"] + s["completion"], markup=False)
+    c.print("\n[bold]where everything is[/bold]")
+    for key, value in paths.items():
+        if value:
+            c.print(f"  {key:<11} {value}")
+    c.print(f"total time {report['timings_s']['total_s']:.0f} s of {report['budget_s']:.0f} s")

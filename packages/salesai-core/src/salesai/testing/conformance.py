@@ -1,0 +1,252 @@
+"""Conformance checks: the contract every registered expert, encoder and exporter must meet.
+
+Each check builds the component from its factory, exercises the public contract of
+`docs/plugins/hooks.md` on tiny inputs, and raises `AssertionError` naming the first
+broken promise. The core runs them parametrised over its registries (timm style), so a
+plugin component is tested merely by being installed; plugin authors call them directly:
+
+    from salesai.testing import check_expert
+    def test_relu2(): check_expert(relu2)
+
+Each check runs under `torch.random.fork_rng`, so it leaves the global RNG as it found it.
+What they are not: quality tests. A component that passes is well-formed, not good.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from salesai.testing.samples import sample_png_bytes, sample_wav_bytes
+
+# Inputs for `check_encoder` when the caller passes no sample, by modality.
+DEFAULT_SAMPLES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "image": (sample_png_bytes, ".png"),
+    "audio": (sample_wav_bytes, ".wav"),
+}
+
+# The option every exporter must refuse.
+GARBAGE_OPTION = "not_an_option_of_any_exporter"
+
+
+def _require(condition: object, check: str, message: str) -> None:
+    if not condition:
+        raise AssertionError(f"{check}: {message}")
+
+
+def _check_gradients(check: str, module: Any, loss: Any, inputs: Any = None) -> None:
+    """Backpropagate `loss`; every trainable parameter (and `inputs`, if given) gets a finite gradient."""
+    import torch
+
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    _require(params, check, "the module has no trainable parameters")
+    module.zero_grad(set_to_none=True)
+    loss.backward()
+    missing = [n for n, p in params if p.grad is None]
+    _require(not missing, check, f"no gradient reaches parameter(s) {', '.join(missing[:5])}")
+    bad = [n for n, p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+    _require(not bad, check, f"non-finite gradient in parameter(s) {', '.join(bad[:5])}")
+    _require(
+        any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in params),
+        check,
+        "every parameter gradient is zero",
+    )
+    if inputs is not None:
+        _require(
+            inputs.grad is not None and inputs.grad.abs().sum() > 0, check, "no gradient reaches the input"
+        )
+    module.zero_grad(set_to_none=True)
+
+
+def check_expert(
+    factory: Callable[..., Any], hidden_dim: int = 16, intermediate_dim: int = 24, *, seed: int = 0
+) -> Any:
+    """Check an expert type: `factory(hidden_dim, intermediate_dim) -> nn.Module`, (N, D) -> (N, D).
+
+    Checks: an `nn.Module`; output shape and dtype for N = 0, 1 and 7 tokens; finite values;
+    gradients reach every trainable parameter and the input; deterministic in eval mode;
+    rows independent (a token's output does not depend on which other tokens share the
+    batch, which MoE routing relies on). Returns the module.
+    """
+    import torch
+
+    check = "check_expert"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = factory(hidden_dim, intermediate_dim)
+        _require(
+            isinstance(module, torch.nn.Module),
+            check,
+            f"factory returned {type(module).__name__}, not nn.Module",
+        )
+        for n in (0, 1, 7):
+            x = torch.randn(n, hidden_dim)
+            y = module(x)
+            _require(isinstance(y, torch.Tensor), check, f"forward returned {type(y).__name__}, not a tensor")
+            _require(
+                tuple(y.shape) == (n, hidden_dim),
+                check,
+                f"input ({n}, {hidden_dim}) gave output {tuple(y.shape)}, expected ({n}, {hidden_dim})",
+            )
+            _require(y.dtype == x.dtype, check, f"output dtype {y.dtype} differs from input dtype {x.dtype}")
+            _require(torch.isfinite(y).all(), check, f"non-finite output for {n} token(s)")
+
+        module.train()
+        x = torch.randn(7, hidden_dim, requires_grad=True)
+        y = module(x)
+        _check_gradients(check, module, (y * torch.randn_like(y)).sum(), inputs=x)
+
+        module.eval()
+        with torch.no_grad():
+            x = torch.randn(7, hidden_dim)
+            first, second = module(x), module(x)
+            _require(torch.equal(first, second), check, "two eval-mode calls on the same input differ")
+            alone = module(x[:3])
+        try:
+            torch.testing.assert_close(alone, first[:3])
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{check}: a token's output depends on the other tokens in the batch\n{exc}"
+            ) from None
+    return module
+
+
+def check_encoder(
+    factory: Callable[..., Any],
+    sample: bytes | str | Path | None = None,
+    *,
+    batch_size: int = 2,
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """Check a modality encoder: `factory(**options) -> nn.Module` (modality, output_dim, preprocess).
+
+    `sample` is one input file (path or bytes) for `preprocess`; without it, a built-in
+    sample is used for the "image" (PNG) and "audio" (WAV) modalities. Checks:
+    `preprocess` accepts bytes, `str` and `Path` alike and returns one item as a tensor
+    (no batch axis); forward on `batch_size` stacked items gives (B, N, output_dim), finite;
+    identical items give identical rows; deterministic in eval mode; gradients reach every
+    trainable parameter. Returns the encoder.
+    """
+    import torch
+
+    check = "check_encoder"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = factory(**options)
+        _require(
+            isinstance(encoder, torch.nn.Module),
+            check,
+            f"factory returned {type(encoder).__name__}, not nn.Module",
+        )
+        modality = getattr(encoder, "modality", None)
+        _require(
+            isinstance(modality, str) and modality,
+            check,
+            f"`modality` must be a non-empty str, got {modality!r}",
+        )
+        output_dim = getattr(encoder, "output_dim", None)
+        _require(
+            isinstance(output_dim, int) and output_dim > 0,
+            check,
+            f"`output_dim` must be a positive int, got {output_dim!r}",
+        )
+        _require(callable(getattr(encoder, "preprocess", None)), check, "`preprocess(source)` is missing")
+
+        if sample is None:
+            _require(
+                modality in DEFAULT_SAMPLES,
+                check,
+                f"no built-in sample for modality {modality!r}: pass sample=<path or bytes>",
+            )
+            make, suffix = DEFAULT_SAMPLES[str(modality)]
+            data = make()
+        elif isinstance(sample, bytes):
+            data, suffix = sample, ""
+        else:
+            data, suffix = Path(sample).read_bytes(), Path(sample).suffix
+
+        item = encoder.preprocess(data)
+        _require(
+            isinstance(item, torch.Tensor), check, f"preprocess returned {type(item).__name__}, not a tensor"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"sample{suffix}"
+            path.write_bytes(data)
+            for source in (path, str(path)):
+                again = encoder.preprocess(source)
+                _require(
+                    isinstance(again, torch.Tensor)
+                    and again.shape == item.shape
+                    and torch.equal(again, item),
+                    check,
+                    f"preprocess({type(source).__name__}) differs from preprocess(bytes) for the same file",
+                )
+
+        batch = torch.stack([item] * batch_size)  # (B, ...)
+        encoder.eval()
+        with torch.no_grad():
+            out = encoder(batch)
+            again = encoder(batch)
+        _require(isinstance(out, torch.Tensor), check, f"forward returned {type(out).__name__}, not a tensor")
+        _require(
+            out.dim() == 3
+            and out.shape[0] == batch_size
+            and out.shape[1] >= 1
+            and out.shape[2] == output_dim,
+            check,
+            f"input {tuple(batch.shape)} gave output {tuple(out.shape)}, "
+            f"expected ({batch_size}, N, {output_dim})",
+        )
+        _require(torch.isfinite(out).all(), check, "non-finite output")
+        _require(torch.equal(out, again), check, "two eval-mode calls on the same input differ")
+        torch.testing.assert_close(
+            out[0], out[-1], msg=lambda m: f"{check}: identical items gave different rows\n{m}"
+        )
+
+        encoder.train()
+        out = encoder(batch)
+        _check_gradients(check, encoder, (out * torch.randn_like(out)).sum())
+    return encoder
+
+
+def check_exporter(
+    factory: Callable[..., Any], model: Any, tokenizer: Any, tmp_path: str | Path, **options: Any
+) -> Path:
+    """Check an exporter: `factory(model, tokenizer, out_dir, **options) -> Path`.
+
+    Checks: returns a `pathlib.Path` that exists and lies inside `out_dir` (or is it);
+    leaves the model's weights and train/eval mode untouched; refuses an unknown option
+    with `SalesAIError` (a `TypeError` from a keyword-only signature is accepted too).
+    `tmp_path` is a scratch directory (pytest's fixture of that name fits). Returns the path.
+    """
+    import torch
+
+    check = "check_exporter"
+    tmp = Path(tmp_path)
+    out_dir = tmp / "export"
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    training = model.training
+
+    result = factory(model, tokenizer, out_dir, **options)
+    _require(isinstance(result, Path), check, f"returned {type(result).__name__}, expected a pathlib.Path")
+    _require(result.exists(), check, f"returned {result}, which does not exist")
+    inside = result.resolve() == out_dir.resolve() or out_dir.resolve() in result.resolve().parents
+    _require(inside, check, f"returned {result}, which is outside out_dir {out_dir}")
+
+    after = model.state_dict()
+    _require(set(after) == set(before), check, "the model's parameter names changed")
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k].detach())]
+    _require(not changed, check, f"the model's weights changed: {', '.join(changed[:5])}")
+    _require(model.training == training, check, f"the model's training flag changed to {model.training}")
+
+    try:
+        factory(model, tokenizer, tmp / "export-refused", **options, **{GARBAGE_OPTION: 1})
+    except (TypeError, ValueError):  # SalesAIError is a ValueError
+        pass
+    else:
+        raise AssertionError(f"{check}: an unknown option {GARBAGE_OPTION}=1 was accepted silently")
+    model.train(training)
+    return result

@@ -1,0 +1,517 @@
+"""The salesai Trainer: AdamW + warmup/cosine, accumulation, bf16 autocast, eval, atomic checkpoints, exact resume.
+
+    trainer = Trainer(model, TrainConfig(max_steps=1000, out_dir="runs/x"), train_data, val_data, tokenizer)
+    result = trainer.fit(resume=True)          # continues from out_dir/latest when there is one
+
+Data: any sequence of fixed-length token sequences (`len(ds)`, `ds[i]` -> ids, e.g. data.py's
+PackedDataset) or one flat 1-D token array (cut into `seq_len` windows). The Trainer owns the
+order: the global sample stream is an endless series of seeded epoch permutations, and optimizer
+step `s` consumes samples `[s*G, (s+1)*G)` (G = batch_size * grad_accum * world_size); micro-batch
+`m` of rank `r` takes chunk `m*world + r`. The data position is therefore the step itself, which
+makes resume exact and gives 1 process with accumulation or a larger batch the same batches as
+N processes. Under `torchrun` the model is wrapped in DistributedDataParallel (salesai.distributed).
+
+References: nanoGPT `train.py` (loop, decay groups, schedule), litgpt `pretrain.py`. Not here:
+model code, tokenisation, FSDP, mixed fp16 loss scaling (bf16 needs none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salesai import distributed as D
+from salesai import train_state as S
+from salesai.errors import SalesAIError
+from salesai.train_config import TrainConfig
+
+__all__ = ["TokenSequences", "TrainConfig", "TrainResult", "Trainer", "evaluate", "lr_at"]
+
+
+# ------------------------------------------------------------------------------ device/precision
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SalesAIError("training.device: 'cuda' requested but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=None)
+def cpu_bf16_speedup() -> float:
+    """Measured bf16/fp32 matmul speed ratio on this CPU (>1: bf16 faster). About 30 ms, cached."""
+    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return 0.0  # no bf16 arithmetic units: bf16 would be emulated and slower
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(256, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
+        a @ b
+        t0 = time.perf_counter()
+        for _ in range(8):
+            a @ b
+        times[dtype] = time.perf_counter() - t0
+    return times[torch.float32] / max(times[torch.bfloat16], 1e-9)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> "bf16" on CUDA with bf16 support and on CPUs where bf16 matmul is measurably faster."""
+    if precision != "auto":
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise SalesAIError("training.precision: 'bf16' is not supported by this CUDA device")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_bf16_speedup() > 1.5 else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- optimizer/schedule
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to `lr` over `warmup_steps`, then cosine from `lr` to `min_lr` at `max_steps`."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay 2-D+ weights; never norms, biases (ndim < 2) or embedding tables (tied heads included)."""
+    no_decay_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay, seen = [], [], set()
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.ndim < 2 or id(p) in no_decay_ids else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused kernel where the device supports it, else the multi-tensor (foreach) one."""
+    groups = param_groups(model, cfg.weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
+
+
+# ------------------------------------------------------------------------------------------ data
+class TokenSequences:
+    """Adapter: fixed-length (T,) int64 sequences from a flat token array or a dataset of sequences.
+
+    A flat 1-D array (data.py's memory-mapped token file) is cut into windows of `seq_len` tokens
+    that overlap by one token, so every token but the first is a prediction target exactly once
+    (the model shifts labels inside). data.py's `PackedDataset` is read through its `window()`s
+    (its own order/sharding is not used: the Trainer's order is what makes resume exact).
+    Any other sequence of token lists/arrays/tensors works too; longer items are cut to `seq_len`.
+    """
+
+    def __init__(self, data: Any, seq_len: int) -> None:
+        self.seq_len = seq_len
+        self._flat: Any = None
+        self._data: Any = None
+        if isinstance(data, (torch.Tensor, np.ndarray)) and data.ndim == 1:
+            self._flat = data
+            self._len = max(0, (len(data) - 1) // (seq_len - 1)) if len(data) >= seq_len else 0
+        elif hasattr(data, "window") and hasattr(data, "num_windows"):  # data.PackedDataset
+            self._data, self._len = data, int(data.num_windows)
+            self._get = lambda i: data.window(i)
+        elif hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+            self._data, self._len = data, len(data)
+            self._get = lambda i: data[i]
+        else:
+            raise SalesAIError(f"training data: expected a token array or a dataset of sequences, "
+                               f"got {type(data).__name__}")
+        if self._len == 0:
+            raise SalesAIError(f"training data: no complete sequence of {seq_len} tokens (too little data?)")
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._flat is not None:
+            start = i * (self.seq_len - 1)
+            window = self._flat[start : start + self.seq_len]  # (T,)
+            return torch.as_tensor(np.asarray(window, dtype=np.int64))
+        item = self._get(i)
+        if isinstance(item, dict):
+            item = item.get("input_ids", item.get("ids"))
+        elif isinstance(item, tuple):  # (input_ids, labels) pairs
+            item = item[0]
+        ids = torch.as_tensor(np.asarray(item, dtype=np.int64)).reshape(-1)
+        return ids[: self.seq_len]
+
+    def batch(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([self[i] for i in indices])  # (B, T)
+
+
+class SampleOrder:
+    """The endless global sample stream: epoch e is a permutation seeded by (seed, e)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def __call__(self, global_index: int) -> int:
+        epoch, offset = divmod(global_index, self.n)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return int(self._perm[offset])
+
+
+def micro_indices(step: int, micro: int, cfg: TrainConfig, info: D.DistInfo, order: SampleOrder) -> list[int]:
+    """Dataset indices of micro-batch `micro` of optimizer step `step` on this rank."""
+    b, world = cfg.batch_size, info.world_size
+    start = step * b * cfg.grad_accum * world + (micro * world + info.rank) * b
+    return [order(start + j) for j in range(b)]
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.tolist() if x.numel() != 1 else x.item()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return _jsonable(vars(x))
+    return x
+
+
+def expert_usage(model: nn.Module) -> Any:
+    """The model's expert_usage() as JSON-able data (None for models without one)."""
+    fn = getattr(unwrap(model), "expert_usage", None)
+    return _jsonable(fn()) if callable(fn) else None
+
+
+def _reset_usage(model: nn.Module) -> None:
+    fn = getattr(unwrap(model), "reset_expert_usage", None)
+    if callable(fn):
+        fn()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TokenSequences, batch_size: int, max_batches: int,
+             device: torch.device, precision: str = "fp32", info: D.DistInfo | None = None) -> dict[str, Any]:
+    """Mean next-token cross-entropy (no aux losses), perplexity and expert usage on a fixed val prefix."""
+    info = info or D.DistInfo()
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    _reset_usage(net)
+    n = min(len(data), max_batches * batch_size * info.world_size)
+    mine = list(range(info.rank, n, info.world_size))
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # [sum of CE, token count]
+    for i in range(0, len(mine), batch_size):
+        ids = data.batch(mine[i : i + batch_size]).to(device)  # (B, T)
+        with autocast(device, precision):
+            logits = net(ids).logits  # (B, T, V)
+        ce = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
+        total += torch.stack([ce.double(), torch.tensor(ids[:, 1:].numel(), dtype=torch.float64, device=device)])
+    total = D.all_reduce_sum(total, info)
+    net.train(was_training)
+    loss = float(total[0] / total[1].clamp(min=1))
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(total[1]),
+            "expert_usage": expert_usage(net)}
+
+
+# ------------------------------------------------------------------------------------- trainer
+@dataclass
+class TrainResult:
+    """What `fit` returns."""
+
+    step: int  # optimizer steps completed (including resumed ones)
+    losses: list[float] = field(default_factory=list)  # training loss (CE + aux) of each step run here
+    evals: list[dict[str, Any]] = field(default_factory=list)  # evaluation records
+    checkpoint: Path | None = None  # last checkpoint written
+    tokens_per_s: float = 0.0  # global training throughput of this run
+    elapsed_s: float = 0.0  # wall time of the loop
+    precision: str = "fp32"  # what was used
+
+
+class Trainer:
+    """Train a salesai model (or any module with the same forward contract); see the module docstring."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train_data: Any, val_data: Any = None,
+                 tokenizer: Any = None, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.info = D.init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.info.local_rank)
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.model = model.to(self.device)
+        self.engine: nn.Module = self.model
+        if self.info.enabled:
+            moe = getattr(getattr(model, "config", None), "num_experts", 1) > 1
+            self.engine = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=moe)  # an expert may receive no token in a micro-batch
+        self.train_data = TokenSequences(train_data, config.seq_len)
+        self.val_data = TokenSequences(val_data, config.seq_len) if val_data is not None else None
+        self.tokenizer = tokenizer
+        self.optimizer = build_optimizer(self.model, config)
+        self.order = SampleOrder(len(self.train_data), config.seed)
+        self.step = 0
+        self.out_dir = Path(config.out_dir)
+        self.show_progress = progress and self.info.is_main
+        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+
+    # -- logging -------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self.info.is_main:
+            self._log(msg)
+
+    def write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.info.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(_jsonable(record)) + "\n")
+
+    @property
+    def global_batch_tokens(self) -> int:
+        return self.config.tokens_per_step * self.info.world_size
+
+    # -- one optimizer step --------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        cfg, step = self.config, self.step
+        lr = lr_at(step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.engine.train()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # [loss, aux]
+        for micro in range(cfg.grad_accum):
+            ids = self.train_data.batch(micro_indices(step, micro, cfg, self.info, self.order))
+            ids = ids.to(self.device, non_blocking=True)  # (B, T)
+            sync = micro == cfg.grad_accum - 1 or not self.info.enabled
+            ctx = contextlib.nullcontext() if sync else self.engine.no_sync()  # type: ignore[operator]
+            with ctx:
+                with autocast(self.device, self.precision):
+                    out = self.engine(ids, labels=ids)
+                (out.loss / cfg.grad_accum).backward()
+            aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
+            sums += torch.stack([out.loss.detach().double(), aux.detach().double().to(self.device)])
+        grad_norm = 0.0
+        if cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        sums = D.all_reduce_mean(sums / cfg.grad_accum, self.info)
+        return {"loss": float(sums[0]), "aux_loss": float(sums[1]), "lr": lr, "grad_norm": grad_norm}
+
+    def evaluate(self) -> dict[str, Any]:
+        if self.val_data is None:
+            return {"expert_usage": expert_usage(self.model)}
+        cfg = self.config  # eval_steps global batches: the same sequences for any world size/accumulation
+        return evaluate(self.engine, self.val_data, cfg.batch_size, cfg.eval_steps * cfg.grad_accum,
+                        self.device, self.precision, self.info)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool | str | Path = False, stop_at_step: int | None = None,
+            time_limit_s: float | None = None) -> TrainResult:
+        """Train to `config.max_steps` (or `stop_at_step`, or until `time_limit_s` has passed).
+
+        `resume=True` continues from `out_dir/latest` if it exists (a fresh start otherwise);
+        a path resumes from that checkpoint. Evaluates and saves at the end.
+        """
+        cfg = self.config
+        if resume:
+            ckpt = S.latest_checkpoint(self.out_dir) if resume is True else S.resolve_checkpoint(resume)
+            if ckpt is not None:
+                self.load_checkpoint(ckpt)
+                self.log(f"resumed from {ckpt} at step {self.step}")
+                self.write_metrics({"kind": "resume", "step": self.step, "checkpoint": str(ckpt)})
+            else:
+                self._seed()
+        else:
+            self._seed()
+        end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
+        result = TrainResult(step=self.step, precision=self.precision)
+        bar = _Progress(self.show_progress, self.step, end)
+        t0 = last_t = time.perf_counter()
+        tokens_done, last_step = 0, self.step
+        last_eval = last_save = -1
+        try:
+            while self.step < end:
+                stats = self.train_step()
+                result.losses.append(stats["loss"])
+                tokens_done += self.global_batch_tokens
+                now = time.perf_counter()
+                tps = tokens_done / max(now - t0, 1e-9)
+                bar.update(self.step, stats, tps)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    window_tps = (self.step - last_step) * self.global_batch_tokens / max(now - last_t, 1e-9)
+                    last_t, last_step = now, self.step
+                    self.write_metrics({"kind": "train", "step": self.step, **stats,
+                                        "tokens": self.step * self.global_batch_tokens,
+                                        "tokens_per_s": window_tps, "elapsed_s": now - t0})
+                timed_out = time_limit_s is not None and now - t0 >= time_limit_s
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < end and not timed_out:
+                    result.evals.append(self._eval_and_log(bar))
+                    last_eval = self.step
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < end and not timed_out:
+                    result.checkpoint = self.save_checkpoint()
+                    last_save = self.step
+                if timed_out:
+                    self.log(f"time limit reached after {self.step} steps")
+                    break
+        finally:
+            bar.close()
+        result.elapsed_s = time.perf_counter() - t0
+        result.tokens_per_s = tokens_done / max(result.elapsed_s, 1e-9)
+        if last_eval != self.step:
+            result.evals.append(self._eval_and_log(None))
+        already = (self.out_dir / S.step_dir_name(self.step)).is_dir() and not result.losses
+        if last_save != self.step and not already:
+            result.checkpoint = self.save_checkpoint()
+        result.step = self.step
+        return result
+
+    def _eval_and_log(self, bar: _Progress | None) -> dict[str, Any]:
+        record = {"kind": "eval", "step": self.step, **self.evaluate()}
+        self.write_metrics(record)
+        if "val_loss" in record:
+            msg = f"step {self.step}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}"
+            if bar is not None and bar.active:
+                bar.print(msg)
+            else:
+                self.log(msg)
+        return record
+
+    def _seed(self) -> None:
+        import random
+
+        import numpy as np
+
+        seed = self.config.seed + self.info.rank
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write out_dir/step-XXXXXX atomically (all ranks call this; rank 0 writes the shared files)."""
+        out = self.out_dir
+        tmp = S.begin_checkpoint(out, self.step) if self.info.is_main else None
+        tmp = Path(D.broadcast_object(str(tmp) if tmp else None, self.info))
+        rng_tensors, rng_meta = S.capture_rng()
+        S.save_tensors(tmp / S.STATE_DIR / f"rng-rank{self.info.rank}.safetensors", rng_tensors)
+        S.write_json(tmp / S.STATE_DIR / f"rng-rank{self.info.rank}.json", rng_meta)
+        D.barrier(self.info)
+        final = out / S.step_dir_name(self.step)
+        if self.info.is_main:
+            self.model.save_pretrained(tmp)  # type: ignore[operator]
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(tmp)
+            S.crash_test_hook(self.step, tmp)
+            tensors, opt_meta = S.flatten_optimizer_state(self.optimizer.state_dict())
+            S.save_tensors(tmp / S.STATE_DIR / "optimizer.safetensors", tensors)
+            S.write_json(tmp / S.STATE_DIR / "state.json", {
+                "format": 1,
+                "step": self.step,
+                "data": {"samples_seen": self.step * self.config.batch_size * self.config.grad_accum
+                         * self.info.world_size, "num_samples": len(self.train_data),
+                         "seed": self.config.seed},
+                "world_size": self.info.world_size,
+                "precision": self.precision,
+                "train_config": self.config.to_dict(),
+                "optimizer": opt_meta,
+            })
+            final = S.commit_checkpoint(tmp, out, self.step, self.config.keep_last)
+            self.write_metrics({"kind": "checkpoint", "step": self.step, "path": str(final)})
+        D.barrier(self.info)
+        return final
+
+    def load_checkpoint(self, ckpt: str | Path) -> None:
+        """Restore weights, optimizer, step (= data position) and this rank's RNG from a checkpoint."""
+        ckpt = S.resolve_checkpoint(ckpt)
+        state = S.read_state_json(ckpt)
+        weights = S.load_tensors(ckpt / "model.safetensors")
+        try:
+            self.model.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise SalesAIError(f"{ckpt}/model.safetensors does not match the model: {str(exc).splitlines()[0]}") from None
+        opt = S.unflatten_optimizer_state(S.load_tensors(ckpt / S.STATE_DIR / "optimizer.safetensors"),
+                                          state["optimizer"])
+        self.optimizer.load_state_dict(opt)
+        self.step = int(state["step"])
+        data = state.get("data", {})
+        if data.get("num_samples") not in (None, len(self.train_data)):
+            self.log(f"warning: training data has {len(self.train_data)} sequences, the checkpoint saw "
+                     f"{data['num_samples']}: the data order differs from the interrupted run")
+        old_cfg = state.get("train_config", {})
+        for key in ("batch_size", "grad_accum", "seq_len", "seed", "max_steps", "lr", "min_lr", "warmup_steps"):
+            if key in old_cfg and old_cfg[key] != getattr(self.config, key):
+                self.log(f"warning: training.{key} changed from {old_cfg[key]} to {getattr(self.config, key)} "
+                         "since the checkpoint; the resumed run will not match an uninterrupted one")
+        rng_file = ckpt / S.STATE_DIR / f"rng-rank{self.info.rank}.safetensors"
+        if rng_file.is_file():
+            meta_file = rng_file.with_suffix(".json")
+            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+            S.restore_rng(S.load_tensors(rng_file), meta)
+        else:
+            self._seed()
+
+
+class _Progress:
+    """A rich progress bar on stderr with loss, lr, tokens/s and ETA (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, start: int, total: int) -> None:
+        self.active = enabled and total > start
+        if not self.active:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss [cyan]{task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[tps]} tok/s"), TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total, completed=start, loss="-", lr="-", tps="-")
+        self.progress.start()
+
+    def update(self, step: int, stats: dict[str, float], tps: float) -> None:
+        if self.active:
+            self.progress.update(self.task, completed=step, loss=f"{stats['loss']:.4f}",
+                                 lr=f"{stats['lr']:.2e}", tps=f"{tps:,.0f}")
+
+    def print(self, msg: str) -> None:
+        self.progress.console.print(msg, highlight=False)
+
+    def close(self) -> None:
+        if self.active:
+            self.progress.stop()
