@@ -80,3 +80,11 @@ def test_light_commands_do_not_import_torch(args: list[str]) -> None:
     modules = _modules_after(code)
     assert "salesai.plugins" in modules
     assert not {"torch", "onnx", "onnxruntime", "transformers"} & modules
+
+
+def test_error_line_is_red_on_a_colour_terminal() -> None:
+    with register_plugin(_failing_command_plugin()):
+        result = run_cli(["fail"], env={"FORCE_COLOR": "1", "NO_COLOR": None, "TERM": "xterm"})
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("\x1b[31merror:\x1b[0m --steps -3")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from salesai import data
 from salesai.data import DataPosition, PackedDataset
 from salesai.errors import SalesAIError

@@ -408,3 +408,14 @@ def test_salesai_plugin_fixture_registers_for_one_test(
     info = salesai_plugin(good_plugin(), distribution="salesai-fixture")
     assert info.registered == {"experts": ["linear"]}
     assert plugins.registry("experts").entry("linear").provider == "salesai-fixture"
+
+
+def test_registering_an_installed_plugin_again_leaves_it_alone(entry_points: list[FakeEntryPoint]) -> None:
+    plugin = good_plugin()
+    entry_points.append(FakeEntryPoint("good", "salesai-good", lambda: plugin))
+    with register_plugin(plugin, check=False) as info:
+        assert (info.error or "").startswith("invalid plugin: ValueError: Plugin already registered")
+        assert "\n" not in (info.error or "")
+    assert plugins.registry("experts").entry("linear").provider == "salesai-good"
+    assert [i.distribution for i in plugins.plugin_infos()].count("salesai-good") == 1
+    assert plugins.host().pm.is_registered(plugin)

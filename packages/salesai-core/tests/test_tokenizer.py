@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from salesai.errors import SalesAIError
 from salesai.testing import run_cli
 from salesai.tokenizer import CHAT_TOKENS, MODALITY_TOKENS, Tokenizer

@@ -567,7 +567,7 @@ class Batch:
     input_ids: np.ndarray  # (B, T) int64, window[:-1]
     labels: np.ndarray  # (B, T) int64, window[1:]: labels[b, t] follows input_ids[b, t]
     position: DataPosition
-    windows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), np.int64))  # (B, T+1)
+    windows: np.ndarray = field(repr=False)  # (B, T+1) int64, the raw windows
 
     def to_torch(self, device: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         import torch

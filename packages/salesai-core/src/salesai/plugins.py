@@ -197,8 +197,12 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n", 1)[0].strip()
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _describe(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, at most `limit` characters (reports stay one line per problem)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}"
 
 
 class PluginHost:
@@ -280,9 +284,11 @@ class PluginHost:
         self._apply(record)
         return info
 
-    def remove(self, plugin: object) -> None:
-        """Unregister a plugin object and rebuild the registries without it."""
-        for record in [r for r in self._records if r.plugin is plugin]:
+    def remove(self, plugin: object, info: PluginInfo | None = None) -> None:
+        """Unregister a plugin object (only the addition that produced `info`, if given) and
+        rebuild the registries without it."""
+        chosen = [r for r in self._records if r.plugin is plugin and (info is None or r.info is info)]
+        for record in chosen:
             if record.active:
                 self.pm.unregister(plugin)
             self._records.remove(record)

@@ -353,9 +353,9 @@ class Trainer:
                 self.load_checkpoint(ckpt)
                 self.log(f"resumed from {ckpt} at step {self.step}")
                 self.write_metrics({"kind": "resume", "step": self.step, "checkpoint": str(ckpt)})
-            else:
+            elif self.step == 0:
                 self._seed()
-        else:
+        elif self.step == 0:  # (steps may have been run by hand with train_step(), e.g. a timing probe)
             self._seed()
         end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
         result = TrainResult(step=self.step, precision=self.precision)

@@ -1,6 +1,7 @@
 """Built-in exporters. Each registers here only once it works (see docs/exporters.md).
 
-Factories import torch and the exporter module lazily: `factory(model, tokenizer, out_dir, **options) -> Path`.
+Factories import torch and the exporter module lazily:
+`factory(model, tokenizer, out_dir, **options) -> Path`.
 """
 
 from __future__ import annotations

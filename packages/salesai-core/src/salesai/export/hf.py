@@ -96,7 +96,7 @@ def hf_state_dict(model: torch.nn.Module, layout: str = "hub") -> dict[str, torc
     """Our parameter names -> transformers' (a new dict; tensors are shared, not copied)."""
     if layout not in LAYOUTS:
         raise SalesAIError(f"hf export: layout={layout!r}; expected one of: {', '.join(LAYOUTS)}")
-    cfg = model.config  # type: ignore[union-attr]
+    cfg: Any = model.config
     moe = cfg.num_experts > 1
     src = model.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -124,9 +124,10 @@ def hf_state_dict(model: torch.nn.Module, layout: str = "hub") -> dict[str, torc
             out[f"model.layers.{i}.mlp.gate.weight"] = tensor
         else:  # mlp.experts.j.wN.weight
             j, w = int(parts[4]), parts[5]
-            stacked.setdefault(i, {}).setdefault(w, [None] * cfg.num_experts)[j] = tensor  # type: ignore[list-item]
+            slots = stacked.setdefault(i, {}).setdefault(w, [tensor] * cfg.num_experts)
+            slots[j] = tensor
     for i, ws in stacked.items():
-        gate_up = [torch.cat((a, b), dim=0) for a, b in zip(ws["w1"], ws["w3"])]  # (2I, D) each
+        gate_up = [torch.cat((a, b), dim=0) for a, b in zip(ws["w1"], ws["w3"], strict=True)]  # (2I, D) each
         out[f"model.layers.{i}.mlp.experts.gate_up_proj"] = torch.stack(gate_up)  # (E, 2I, D)
         out[f"model.layers.{i}.mlp.experts.down_proj"] = torch.stack(ws["w2"])  # (E, D, I)
     return out
@@ -145,13 +146,14 @@ def export_hf(
 
     if options:
         raise SalesAIError(f"hf export: unknown option(s) {', '.join(sorted(options))}; known: layout, dtype")
-    cfg = model.config  # type: ignore[union-attr]
+    cfg: Any = model.config
     check_exportable(cfg)
     if dtype not in DTYPES:
         raise SalesAIError(f"hf export: dtype={dtype!r}; expected one of: {', '.join(DTYPES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous().cpu() for k, v in hf_state_dict(model, layout).items()}
+    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous().cpu()
+               for k, v in hf_state_dict(model, layout).items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_config(cfg, dtype), indent=2) + "\n", encoding="utf-8")
     generation = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -178,9 +179,13 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(src), str(dst), per_channel=INT8_PER_CHANNEL,
-                         weight_type=getattr(QuantType, INT8_WEIGHT_TYPE),
-                         op_types_to_quantize=["MatMul", "Gather"])
+        logging.disable(logging.WARNING)  # its root-logger advice to run shape pre-processing
+        try:
+            quantize_dynamic(str(src), str(dst), per_channel=INT8_PER_CHANNEL,
+                             weight_type=getattr(QuantType, INT8_WEIGHT_TYPE),
+                             op_types_to_quantize=["MatMul", "Gather"])
+        finally:
+            logging.disable(logging.NOTSET)
 
 
 def _tokenizer_info(tokenizer: Any, cfg: Any) -> dict[str, Any]:
@@ -264,10 +269,15 @@ def export_onnx(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary directory
     was_training = model.training
     try:
         timings: dict[str, float] = {}
-        src = model if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float()
+        first = next(model.parameters())
+        on_cpu_fp32 = first.dtype == torch.float32 and first.device.type == "cpu"
+        src = model if on_cpu_fp32 else copy.deepcopy(model).float().cpu()  # export runs on CPU in fp32
         src.eval()
         graph = DecoderGraph(src).eval()
 

@@ -30,15 +30,18 @@ def export_safetensors(model: torch.nn.Module, tokenizer: Any, out_dir: Path, dt
     from salesai.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, weights_state_dict
 
     if options:
-        raise SalesAIError(f"safetensors export: unknown option(s) {', '.join(sorted(options))}; known: dtype")
+        unknown = ", ".join(sorted(options))
+        raise SalesAIError(f"safetensors export: unknown option(s) {unknown}; known: dtype")
     if dtype not in DTYPES:
         raise SalesAIError(f"safetensors export: dtype={dtype!r}; expected one of: {', '.join(DTYPES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to(DTYPES[dtype]) for k, v in weights_state_dict(model).items()}
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt", "producer": f"salesai {__version__}"})
-    cfg = model.config  # type: ignore[union-attr]
-    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    meta = {"format": "pt", "producer": f"salesai {__version__}"}
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata=meta)
+    cfg: Any = model.config
+    text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n"
+    (out / CONFIG_FILE).write_text(text, encoding="utf-8")
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return out

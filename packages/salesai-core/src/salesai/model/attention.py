@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salesai.model.cache import StaticKVCache
-from salesai.model.rope import apply_rope
+from salesai.model.rope import apply_rope_rolled
 
 
 def causal_mask(key_valid: torch.Tensor | None, q_len: int, k_len: int) -> torch.Tensor:
@@ -66,7 +66,7 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         cos: torch.Tensor,
-        sin: torch.Tensor,
+        sin: torch.Tensor,  # signed_sin(sin): see rope.apply_rope_rolled
         mask: torch.Tensor | None = None,
         is_causal: bool = False,
         cache: StaticKVCache | None = None,
@@ -78,8 +78,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
         v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        q = apply_rope_rolled(q, cos, sin)
+        k = apply_rope_rolled(k, cos, sin)
         present: tuple[torch.Tensor, torch.Tensor] | None = None
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, KV, P+T, hd) views into the cache
@@ -89,6 +89,12 @@ class Attention(nn.Module):
                 v = torch.cat((past[1], v), dim=2)
             present = (k, v)
         n_rep = self.num_heads // self.num_kv_heads
+        if t == 1 and mask is None and not static:
+            # one new token seeing every cached key (decoding): fold each query group into the
+            # query-length axis, (B, H, 1, hd) -> (B, KV, n_rep, hd): no causal mask is needed
+            y = F.scaled_dot_product_attention(q.reshape(b, self.num_kv_heads, n_rep, self.head_dim), k, v)
+            y = y.reshape(b, 1, self.num_heads * self.head_dim)  # (B, 1, H * hd)
+            return self.o_proj(y), present
         if static:  # export path: plain repeat, no enable_gqa flag in the graph
             y = F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep),
                                                attn_mask=mask, is_causal=is_causal)

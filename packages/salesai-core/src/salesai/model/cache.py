@@ -12,6 +12,8 @@ tensors instead (`SalesAIModel.decoder_forward`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from salesai.errors import SalesAIError
@@ -39,7 +41,7 @@ class StaticKVCache:
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, batch_size: int, max_len: int) -> StaticKVCache:
-        cfg = model.config  # type: ignore[attr-defined]
+        cfg: Any = model.config
         param = next(model.parameters())
         return cls(cfg.num_layers, batch_size, cfg.num_kv_heads, max_len, cfg.head_dim,
                    dtype=param.dtype, device=param.device)

@@ -40,7 +40,7 @@ TOKENIZER_FILE = "tokenizer.model"
 def weights_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The tensors to save: contiguous CPU copies, the tied output head left out."""
     sd = model.state_dict()
-    if getattr(model.config, "tie_embeddings", False):  # type: ignore[union-attr]
+    if getattr(model.config, "tie_embeddings", False):
         sd.pop("lm_head.weight", None)
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
@@ -102,7 +102,9 @@ def read_weights(file: Path) -> dict[str, torch.Tensor]:
         return load_file(str(file), device="cpu")
     except Exception as exc:  # SafetensorError, OSError, ValueError from a damaged header
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SalesAIError(f"{file}: not a readable safetensors file (truncated or foreign?): {reason}") from None
+        raise SalesAIError(
+            f"{file}: not a readable safetensors file (truncated or foreign?): {reason}"
+        ) from None
 
 
 def load_state(model: SalesAIModel, tensors: dict[str, torch.Tensor], file: Path) -> None:
@@ -111,14 +113,8 @@ def load_state(model: SalesAIModel, tensors: dict[str, torch.Tensor], file: Path
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensors ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
-        if unexpected:
-            parts.append(
-                f"unexpected {len(unexpected)} tensors "
-                f"({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})"
-            )
+        parts = [f"{what} {len(names)} tensors ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                 for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
         raise SalesAIError(f"{file}: does not match {CONFIG_FILE}: {'; '.join(parts)}")
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
@@ -132,7 +128,7 @@ def load_state(model: SalesAIModel, tensors: dict[str, torch.Tensor], file: Path
 
 def weights_state_dict_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     sd = model.state_dict()
-    if getattr(model.config, "tie_embeddings", False):  # type: ignore[union-attr]
+    if getattr(model.config, "tie_embeddings", False):
         sd.pop("lm_head.weight", None)
     return {k: tuple(v.shape) for k, v in sd.items()}
 
@@ -147,16 +143,10 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None) 
     with torch.device("meta"):
         model = SalesAIModel(cfg)
     model = model.to_empty(device="cpu")
-    model.rope_cos, model.rope_sin = _rope_buffers(cfg)
+    model.init_rope()
     load_state(model, tensors, d / WEIGHTS_FILE)
     model.eval()
     return model.to(device) if device is not None else model
-
-
-def _rope_buffers(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    from salesai.model.rope import rope_table
-
-    return rope_table(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
 
 
 def save_checkpoint(path: str | Path, model: SalesAIModel, tokenizer: Any = None) -> Path:

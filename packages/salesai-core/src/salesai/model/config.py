@@ -94,7 +94,9 @@ class ModelConfig:
         base: dict[str, Any] = {}
         if preset is not None:
             if preset not in PRESETS:
-                raise SalesAIError(f"{source}: unknown preset {preset!r}; expected one of: {', '.join(PRESETS)}")
+                raise SalesAIError(
+                    f"{source}: unknown preset {preset!r}; expected one of: {', '.join(PRESETS)}"
+                )
             base = {**PRESETS[preset], "name": preset}
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
@@ -149,7 +151,7 @@ class ModelConfig:
             raise SalesAIError(f"head_dim = hidden_dim / num_heads = {self.head_dim} must be even (RoPE)")
         if self.num_heads % self.num_kv_heads:
             raise SalesAIError(
-                f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads} (1..{self.num_heads})"
+                f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}"
             )
         if self.top_k > self.num_experts:
             raise SalesAIError(f"top_k={self.top_k} must be in 1..num_experts ({self.num_experts})")

@@ -16,7 +16,8 @@ What it is not: tokenisation (the engine knows ids only), beam search, speculati
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -32,13 +33,17 @@ def _prepare(
     if isinstance(input_ids, torch.Tensor):
         ids = input_ids.unsqueeze(0) if input_ids.dim() == 1 else input_ids
         if ids.dim() != 2 or ids.shape[1] == 0:
-            raise SalesAIError(f"input_ids: expected a non-empty (batch, tokens) tensor, got {tuple(input_ids.shape)}")
+            raise SalesAIError(
+                f"input_ids: expected a non-empty (batch, tokens) tensor, got {tuple(input_ids.shape)}"
+            )
         ids = ids.to(device=device, dtype=torch.long)
         mask = None
         if attention_mask is not None:
             mask = attention_mask.to(device).bool().reshape(ids.shape)
             if not bool(mask[:, -1].all()):
-                raise SalesAIError("attention_mask: expected left padding (every prompt's last position is a token)")
+                raise SalesAIError(
+                    "attention_mask: expected left padding (every prompt's last position is a token)"
+                )
             if bool(mask.all()):
                 mask = None
         return ids, mask
@@ -98,7 +103,8 @@ def _check(model: Any, width: int, max_new_tokens: int, temperature: float, top_
         raise SalesAIError(f"max_new_tokens={max_new_tokens} must be >= 0")
     if width + max_new_tokens > limit:
         raise SalesAIError(
-            f"prompt ({width} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's max_seq_len ({limit})"
+            f"prompt ({width} tokens) + max_new_tokens ({max_new_tokens}) "
+            f"exceeds the model's max_seq_len ({limit})"
         )
     if temperature < 0:
         raise SalesAIError(f"temperature={temperature} must be >= 0 (0 = greedy)")
@@ -244,7 +250,7 @@ def stream(
         if single:
             yield tokens[0]
         else:
-            yield [None if d else tok for tok, d in zip(tokens, done)]
+            yield [None if d else tok for tok, d in zip(tokens, done, strict=True)]
 
 
 __all__ = ["apply_repetition_penalty", "generate", "sample_next", "stream"]

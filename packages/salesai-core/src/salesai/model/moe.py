@@ -34,7 +34,8 @@ no capacity dropping, no router jitter.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ from torch import nn
 
 
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Router logits (N, E) -> (probs (N, E) float32, weights (N, k) float32 renormalised, indices (N, k))."""
+    """Router logits (N, E) -> (probs (N, E) fp32, weights (N, k) fp32 renormalised, indices (N, k))."""
     probs = F.softmax(logits.float(), dim=-1)  # (N, E)
     weights, indices = torch.topk(probs, top_k, dim=-1)  # (N, k)
     weights = weights / weights.sum(dim=-1, keepdim=True)
@@ -81,7 +82,7 @@ def router_z_loss(logits: torch.Tensor, token_mask: torch.Tensor | None = None) 
 
 
 def usage_summary(counts: list[float]) -> dict[str, Any]:
-    """Share per expert, balance (normalised entropy, 1.0 = uniform) and utilisation (share of experts used)."""
+    """Share per expert, balance (normalised entropy, 1.0 = uniform), utilisation (share of experts used)."""
     total = float(sum(counts))
     n = len(counts)
     share = [c / total if total else 0.0 for c in counts]
@@ -158,13 +159,13 @@ class MoE(nn.Module):
         self, h: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, token_mask: torch.Tensor | None
     ) -> torch.Tensor:
         """One token (batch-1 decoding): call its k experts directly, ascending expert order."""
-        pairs = sorted(zip(indices[0].tolist(), weights[0].tolist()))
+        pairs = sorted(zip(indices[0].tolist(), weights[0].tolist(), strict=True))
         if self.track_usage and (token_mask is None or bool(token_mask[0])):
             for e, _ in pairs:
                 self._counts[e] += 1
-        y = self.experts[pairs[0][0]](h).mul_(pairs[0][1])
+        y = self.experts[pairs[0][0]](h) * pairs[0][1]
         for e, w in pairs[1:]:
-            y += self.experts[e](h).mul_(w)
+            y = y + self.experts[e](h) * w
         return y
 
     def _dispatch_sorted(
@@ -180,7 +181,7 @@ class MoE(nn.Module):
             else:
                 m = token_mask.reshape(-1).to(torch.float32).repeat_interleave(self.top_k)  # (N*k,)
                 used = torch.bincount(flat, weights=m, minlength=self.num_experts).tolist()
-            self._counts = [a + b for a, b in zip(self._counts, used)]
+            self._counts = [a + b for a, b in zip(self._counts, used, strict=True)]
         token = order // self.top_k  # (N*k,) token of each sorted assignment
         w = weights.reshape(-1)[order].unsqueeze(-1)  # (N*k, 1)
         xs = h[token]  # (N*k, D)

@@ -37,6 +37,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
         dtype = x.dtype
+        if dtype == torch.float32:  # the same maths without two no-op conversions (decode speed)
+            return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(dtype)
@@ -62,4 +64,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
-__all__ = ["RMSNorm", "apply_rope", "is_exporting", "rope_table", "rotate_half"]
+def signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """sin with its first half negated, for `apply_rope_rolled` (same maths, fewer ops)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def apply_rope_rolled(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` as x * cos + roll(x, hd/2) * signed_sin: bit-identical, 4 kernels instead of 7."""
+    return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin_signed
+
+
+__all__ = ["RMSNorm", "apply_rope", "apply_rope_rolled", "is_exporting", "rope_table", "rotate_half", "signed_sin"]

@@ -48,9 +48,10 @@ nanochat `gpt.py`. What it is not: no dropout, no sliding window, no tensor/expe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ from salesai.model.attention import Attention, causal_mask
 from salesai.model.cache import StaticKVCache
 from salesai.model.config import ModelConfig
 from salesai.model.moe import MoE
-from salesai.model.rope import RMSNorm, is_exporting, rope_table
+from salesai.model.rope import RMSNorm, is_exporting, rope_table, signed_sin
 
 PastKV = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -127,6 +128,9 @@ class Block(nn.Module):
 class SalesAIModel(nn.Module):
     """Decoder-only MoE language model; see the module docstring for the entry points."""
 
+    rope_cos: torch.Tensor  # (max_seq_len, head_dim) buffer, not saved
+    rope_sin: torch.Tensor  # signed_sin(sin): first half negated, for apply_rope_rolled
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         from salesai.plugins import registry
@@ -137,14 +141,22 @@ class SalesAIModel(nn.Module):
         self.layers = nn.ModuleList(Block(config, i, factory) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_dim, config.norm_eps)
         self.lm_head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
-        cos, sin = rope_table(config.head_dim, config.max_seq_len, config.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, head_dim)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+        self.init_rope()
         self.reset_parameters()
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
     # -- construction ----------------------------------------------------------------------
+    def init_rope(self) -> None:
+        """(Re)compute the RoPE tables (e.g. after building on the meta device)."""
+        cfg = self.config
+        cos, sin = rope_table(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)  # (max_seq_len, head_dim)
+        device = self.embed_tokens.weight.device if self.embed_tokens.weight.device.type != "meta" else None
+        self.rope_cos = cos.to(device)
+        self.rope_sin = signed_sin(sin).to(device)
+
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights; residual output projections scaled by 1/sqrt(2 * layers)."""
         std = self.config.init_std
@@ -188,7 +200,9 @@ class SalesAIModel(nn.Module):
         b, t = x.shape[0], x.shape[1]
         static = is_exporting()
         cache = past_key_values if isinstance(past_key_values, StaticKVCache) else None
-        past = None if cache is not None or past_key_values is None else list(past_key_values)
+        past = None
+        if past_key_values is not None and not isinstance(past_key_values, StaticKVCache):
+            past = list(past_key_values)
         p = cache.length if cache is not None else (past[0][0].shape[2] if past else 0)
         s = p + t
         if not static:
@@ -275,7 +289,7 @@ class SalesAIModel(nn.Module):
         """Next-token cross-entropy: position i predicts labels[i + 1]; -100 and padding ignored."""
         if labels.shape != logits.shape[:2]:
             raise SalesAIError(
-                f"labels: expected shape {tuple(logits.shape[:2])} (same as input_ids), got {tuple(labels.shape)}"
+                f"labels: expected shape {tuple(logits.shape[:2])} (as input_ids), got {tuple(labels.shape)}"
             )
         target = labels[:, 1:]  # (B, T-1)
         if attention_mask is not None:
@@ -329,12 +343,11 @@ class SalesAIModel(nn.Module):
         cos = self.rope_cos[position_ids].unsqueeze(1)  # (B, 1, T, hd)
         sin = self.rope_sin[position_ids].unsqueeze(1)
         mask = causal_mask(attention_mask.bool(), t, s)  # (B, 1, T, S)
-        token_mask = attention_mask[:, -t:].reshape(-1)  # (B*T,)
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             x, present, _, _ = layer(x, cos, sin, mask, False, None, (past_keys[i], past_values[i]),
-                                     token_mask, False, True)
+                                     None, False, True)
             keys.append(present[0])
             values.append(present[1])
         if last_logits_only:

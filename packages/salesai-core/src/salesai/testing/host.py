@@ -45,4 +45,4 @@ def register_plugin(
             raise PluginError(f"plugin {plugin_name!r} did not register cleanly: {info.error}")
         yield info
     finally:
-        host.remove(plugin)
+        host.remove(plugin, info)

@@ -1,0 +1,64 @@
+"""`salesai quickstart` with a tiny budget and corpus: every report field, the files, the scoring helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from salesai.quickstart import cut_function, parses, unigram_baseline
+from salesai.testing import run_cli
+
+
+def test_unigram_baseline_known_values() -> None:
+    uniform = unigram_baseline(np.array([0, 1, 2, 3] * 5), vocab_size=10)
+    assert uniform["loss"] == pytest.approx(math.log(4)) and uniform["perplexity"] == pytest.approx(4.0)
+    assert unigram_baseline(np.array([7] * 9), vocab_size=10)["loss"] == pytest.approx(0.0)
+
+
+def test_cut_function_and_parse_scoring() -> None:
+    prompt = "def f(x):\n"
+    closed = cut_function(prompt, "    y = x + 1\n    return y\n\ndef g():\n    pass\n", finished=True)
+    assert closed == "def f(x):\n    y = x + 1\n    return y\n" and parses(closed)
+    # stopped at the token limit inside the function: the possibly cut last line is dropped
+    cut = cut_function(prompt, "    y = x + 1\n    return (y +", finished=False)
+    assert cut == "def f(x):\n    y = x + 1\n" and parses(cut)
+    assert not parses(cut_function(prompt, "    return (x +\n\nz = 1\n", finished=True))
+    method = cut_function("def m(self):\n", "        return self.x\n    def n(self):\n", finished=True)
+    assert parses(method)  # a body indented deeper than the dedented header still parses
+
+
+def test_quickstart_tiny_budget_reports_everything(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    r = run_cli(["quickstart", "--out", str(out), "--minutes", "0.5", "--max-corpus-mb", "0.4",
+                 "--threads", "1", "--no-export", "--json"])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    v, base, tr = report["validation"], report["unigram_baseline"], report["training"]
+    assert math.isfinite(v["loss"]) and v["perplexity"] == pytest.approx(math.exp(v["loss"]))
+    assert v["tokens"] > 0
+    assert 0 < base["loss"] < math.log(report["model"]["vocab_size"])
+    assert base["perplexity"] == pytest.approx(math.exp(base["loss"]))
+    assert tr["steps"] >= 4 and tr["tokens"] == tr["steps"] * 16 * 256
+    assert tr["precision"] in ("fp32", "bf16") and tr["threads"] == 1
+    assert math.isfinite(tr["final_train_loss"])
+    comp = report["completions"]
+    assert comp["count"] == 8 and 0.0 <= comp["parse_rate"] <= 1.0
+    samples = [json.loads(x) for x in Path(comp["file"]).read_text().splitlines()]
+    assert len(samples) == 8 and all(s["prompt"].startswith(("def ", "async def ")) for s in samples)
+    assert sum(s["parses"] for s in samples) / 8 == comp["parse_rate"]
+    experts = report["experts"]
+    assert len(experts["per_layer"]) == report["model"]["num_layers"]
+    assert all(sum(layer["share"]) == pytest.approx(1.0, abs=0.01) for layer in experts["per_layer"])
+    assert 0.0 < experts["mean_utilisation"] <= 1.0
+    assert report["onnx"]["status"].startswith("skipped")
+    paths = report["paths"]
+    for key in ("checkpoint", "tokenizer", "metrics", "samples", "report"):
+        assert Path(paths[key]).exists(), key
+    ckpt = Path(paths["checkpoint"])
+    assert {"config.json", "model.safetensors", "tokenizer.model"} <= {p.name for p in ckpt.iterdir()}
+    assert report["timings_s"]["total_s"] < 30 + 25  # the budget, plus slack for a loaded test machine
+    assert "validation loss" in r.stderr or "val loss" in r.stderr  # progress went to stderr
