@@ -22,6 +22,8 @@ import os
 import nox
 
 nox.options.sessions = ["tests", "integration", "lint", "typecheck", "docs"]
+# pip through virtualenv, never uv: pip finds the local torch wheel and honours pip's constraints.
+nox.options.default_venv_backend = "virtualenv"
 nox.options.error_on_external_run = True
 
 TORCH_SPEC = os.environ.get("SALESAI_TORCH", "torch==2.13.0")

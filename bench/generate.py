@@ -13,8 +13,9 @@ libraries inside every repeat, measures:
   weights each step reads: attention, router, the top-k experts at batch 1 or all experts at
   batch 8, norms, output head, shared by the batch; plus the KV cache read at the mean length).
 Each figure is the median of `--repeats`; `*_tok_s` use wall time, `*_cpu_tok_s` the
-process's CPU time (all threads), which other processes on a shared machine do not inflate. One JSON line per (threads, measurement), then a
-summary line with the issue's goals (decode batch 1 >= 3x transformers, >= 0.5 of the bound).
+process's CPU time (all threads), which other processes on a shared machine do not inflate.
+One JSON line per (threads, measurement), then a summary line with the issue's goals
+(decode batch 1 >= 3x transformers, >= 0.5 of the bound).
 
 Usage: python bench/generate.py [--threads 1,2] [--repeats 3] [--quick] [--preset base]
 The machine's load changes these figures a lot: compare numbers from the same run only.
@@ -80,7 +81,8 @@ def build_models(preset: str, with_hf: bool) -> tuple[Any, Any]:
     model_cls = getattr(transformers, arch)
     hf = model_cls(config_cls(**{k: v for k, v in cfg.items() if k != "model_type"})).eval()
     stacked = any(k.endswith("experts.gate_up_proj") for k in hf.state_dict())
-    missing, unexpected = hf.load_state_dict(hf_state_dict(ours, "stacked" if stacked else "hub"), strict=False)
+    weights = hf_state_dict(ours, "stacked" if stacked else "hub")
+    missing, unexpected = hf.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not (cfg["tie_word_embeddings"] and k == "lm_head.weight")]
     if missing or unexpected:
         raise SystemExit(f"weight copy failed: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -197,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                  hf_prefill(hf, prefill_ids) if hf is not None else None),
             ]
             for b in batches:
-                cases.append((f"decode_b{b}", b * args.new_tokens, ours_decode(ours, prompts[b], args.new_tokens),
-                              hf_decode(hf, prompts[b], args.new_tokens) if hf is not None else None))
+                mine = ours_decode(ours, prompts[b], args.new_tokens)
+                theirs = hf_decode(hf, prompts[b], args.new_tokens) if hf is not None else None
+                cases.append((f"decode_b{b}", b * args.new_tokens, mine, theirs))
             for name, tokens, mine, theirs in cases:
                 slot = results.setdefault(name, {"salesai": [], "transformers": [],
                                                  "salesai_cpu": [], "transformers_cpu": []})
@@ -210,21 +213,21 @@ def main(argv: list[str] | None = None) -> None:
                         wall, cpu = timed_both(fn)
                         slot[lib].append(tokens / wall)
                         slot[f"{lib}_cpu"].append(tokens / cpu)
-                log(f"threads={n} repeat={r} {name}: salesai {slot['salesai'][-1]:.1f} tok/s"
-                    + (f", transformers {slot['transformers'][-1]:.1f} tok/s" if slot["transformers"] else ""))
+                hf_part = f", transformers {slot['transformers'][-1]:.1f}" if slot["transformers"] else ""
+                log(f"threads={n} repeat={r} {name}: salesai {slot['salesai'][-1]:.1f} tok/s{hf_part}")
         bw = statistics.median(bws)
         emit({"bench": "generate", "kind": "bandwidth", "threads": n, "copy_gb_s": round(bw, 2),
               "samples_gb_s": [round(b, 2) for b in bws], "method": "512 MiB fp32 copy, (read+write)/s"})
         for name, slot in results.items():
-            mine, theirs = median_rate(slot["salesai"]), median_rate(slot["transformers"])
+            ours_rate, hf_rate = median_rate(slot["salesai"]), median_rate(slot["transformers"])
+            has_hf = bool(slot["transformers"])
             record: dict[str, Any] = {
                 "bench": "generate", "kind": name, "preset": args.preset, "threads": n, "dtype": "float32",
-                "salesai_tok_s": round(mine, 2),
-                "transformers_tok_s": round(theirs, 2) if slot["transformers"] else None,
-                "ratio": round(mine / theirs, 2) if slot["transformers"] else None,
+                "salesai_tok_s": round(ours_rate, 2),
+                "transformers_tok_s": round(hf_rate, 2) if has_hf else None,
+                "ratio": round(ours_rate / hf_rate, 2) if has_hf else None,
                 "salesai_cpu_tok_s": round(median_rate(slot["salesai_cpu"]), 2),
-                "transformers_cpu_tok_s": round(median_rate(slot["transformers_cpu"]), 2)
-                if slot["transformers"] else None,
+                "transformers_cpu_tok_s": round(median_rate(slot["transformers_cpu"]), 2) if has_hf else None,
                 "repeats": args.repeats,
             }
             if name.startswith("decode_b"):
@@ -234,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
                 record.update({
                     "batch": b, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                     "mb_per_token": round(per_token / 1e6, 1), "bound_tok_s": round(bound, 1),
-                    "salesai_fraction_of_bound": round(mine / bound, 2),
-                    "transformers_fraction_of_bound": round(theirs / bound, 2) if slot["transformers"] else None,
+                    "salesai_fraction_of_bound": round(ours_rate / bound, 2),
+                    "transformers_fraction_of_bound": round(hf_rate / bound, 2) if has_hf else None,
                 })
             else:
                 record["tokens"] = args.prefill_tokens

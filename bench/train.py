@@ -5,11 +5,11 @@ Same shapes (our config mapped 1:1 onto MixtralConfig, same weights copied over)
 alternate step by step and the median step time is reported. A step = forward with labels
 (cross-entropy + router aux loss), backward, gradient clipping, AdamW (the fused kernel for both).
 
-Prints JSON lines:
-  {"bench": "train", "precision": "fp32", "salesai_tokens_per_s": ..., "transformers_tokens_per_s": ..., "ratio": ...}
-  {"bench": "train", "precision": "salesai-default", "salesai_precision": "bf16", ...}  # ours as `auto` picks,
-                                                                                        # transformers in fp32
-  {"bench": "train", "precision": "bf16-both", ...}   # both under bf16 autocast, for reference
+Prints JSON lines (ratio = salesai tokens/s / transformers tokens/s):
+  {"bench": "train", "precision": "fp32", "salesai_tokens_per_s": ..., "transformers_tokens_per_s": ...,
+   "ratio": ...}
+  {"bench": "train", "precision": "salesai-default", ...}  # ours as `auto` picks; transformers in fp32
+  {"bench": "train", "precision": "bf16-both", ...}        # both under bf16 autocast, for reference
 
 Usage: python bench/train.py [--quick] [--threads 2] [--steps 5]
 """
@@ -22,7 +22,8 @@ import json
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -37,15 +38,18 @@ def mixtral_from_ours(model: Any) -> Any:
         num_hidden_layers=c.num_layers, num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads,
         max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, num_local_experts=c.num_experts,
         num_experts_per_tok=c.top_k, router_aux_loss_coef=c.aux_loss_coef, output_router_logits=True,
-        tie_word_embeddings=c.tie_embeddings, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
-        attn_implementation="sdpa", use_cache=False,
+        tie_word_embeddings=c.tie_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
+        use_cache=False,
     )
+    hf_cfg._attn_implementation = "sdpa"
     hf = MixtralForCausalLM(hf_cfg)
     from salesai.export.hf import hf_state_dict
 
     missing, unexpected = hf.load_state_dict(hf_state_dict(model, layout="stacked"), strict=False)
     if unexpected or [m for m in missing if "rotary" not in m]:
-        print(f"note: weight copy incomplete (missing {missing[:3]}, unexpected {unexpected[:3]})", file=sys.stderr)
+        print(f"note: weight copy incomplete (missing {missing[:3]}, unexpected {unexpected[:3]})",
+              file=sys.stderr)
     return hf.train()
 
 
@@ -105,7 +109,8 @@ def main() -> None:
     ids = torch.randint(4, ours.config.vocab_size, (batch, seq))
     tokens = batch * seq
     default = resolve_precision("auto", torch.device("cpu"))
-    common = {"bench": "train", "preset": "base", "layers": ours.config.num_layers, "batch": batch, "seq": seq,
+    common = {"bench": "train", "preset": "base", "layers": ours.config.num_layers, "batch": batch,
+              "seq": seq,
               "threads": args.threads, "steps": args.steps, "torch": torch.__version__,
               "cpu_bf16_matmul_speedup": round(cpu_bf16_speedup(), 2)}
     import transformers
@@ -113,9 +118,11 @@ def main() -> None:
     common["transformers"] = transformers.__version__
     runs = [("fp32", "fp32", "fp32"), ("salesai-default", default, "fp32"), ("bf16-both", "bf16", "bf16")]
     for label, ours_prec, their_prec in runs:
-        t = measure([("salesai", make_step(ours, ids, ours_prec)), ("transformers", make_step(theirs, ids, their_prec))],
-                    args.steps, args.warmup)
-        line = {**common, "precision": label, "salesai_precision": ours_prec, "transformers_precision": their_prec,
+        pair = [("salesai", make_step(ours, ids, ours_prec)),
+                ("transformers", make_step(theirs, ids, their_prec))]
+        t = measure(pair, args.steps, args.warmup)
+        line = {**common, "precision": label, "salesai_precision": ours_prec,
+                "transformers_precision": their_prec,
                 "salesai_tokens_per_s": round(tokens / t["salesai"], 1),
                 "transformers_tokens_per_s": round(tokens / t["transformers"], 1),
                 "ratio": round(t["transformers"] / t["salesai"], 2)}

@@ -1,4 +1,4 @@
-"""Data parallel under torchrun: 2 CPU processes (gloo) train exactly like 1 process with the same global batch.
+"""Data parallel under torchrun: 2 CPU processes (gloo) train like 1 process with the same global batch.
 
 Why two comparisons: the MoE load-balancing loss is computed from the routing statistics of
 each micro-batch (as in Switch/Mixtral), so it is not additive over a batch split. Each rank
@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ if dist.get_rank() == 0:
 """
 
 
-def run_case(out_dir: str, batch_size: int, grad_accum: int, aux: bool) -> dict[str, object]:
+def run_case(out_dir: str, batch_size: int, grad_accum: int, aux: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     coefs = {} if aux else {"aux_loss_coef": 0.0, "z_loss_coef": 0.0}
     model = salesai.SalesAIModel(salesai.ModelConfig.from_name("tiny", **coefs))
@@ -73,7 +74,7 @@ def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, d
 
 
 def test_two_processes_equal_one_with_accumulation_aux_on(two_process_results: dict, tmp_path: Path) -> None:
-    ddp = two_process_results["aux_on"]
+    ddp: dict[str, Any] = two_process_results["aux_on"]
     assert ddp["world_size"] == 2 and ddp["tokens_per_step"] == 2 * 2 * 32
     single = run_case(str(tmp_path / "single"), batch_size=2, grad_accum=2, aux=True)
     assert single["world_size"] == 1 and single["tokens_per_step"] == ddp["tokens_per_step"]
@@ -82,7 +83,7 @@ def test_two_processes_equal_one_with_accumulation_aux_on(two_process_results: d
 
 
 def test_two_processes_equal_one_big_batch_aux_off(two_process_results: dict, tmp_path: Path) -> None:
-    ddp = two_process_results["aux_off"]
+    ddp: dict[str, Any] = two_process_results["aux_off"]
     single = run_case(str(tmp_path / "single"), batch_size=4, grad_accum=1, aux=False)
     np.testing.assert_allclose(ddp["losses"], single["losses"], rtol=0, atol=1e-5)
     assert ddp["val_loss"] == pytest.approx(single["val_loss"], abs=1e-5)
@@ -91,7 +92,8 @@ def test_two_processes_equal_one_big_batch_aux_off(two_process_results: dict, tm
 def test_rank0_alone_writes_metrics_and_checkpoint(two_process_results: dict) -> None:
     run = Path(two_process_results["_root"]["path"]) / "aux_on"
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5]  # one writer, no duplicates
+    train_steps = [r["step"] for r in records if r["kind"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5]  # one writer, no duplicates
     assert (run / "latest").read_text().strip() == "step-000005"
     state = run / "step-000005" / "trainer_state"
     assert (state / "rng-rank0.safetensors").is_file() and (state / "rng-rank1.safetensors").is_file()

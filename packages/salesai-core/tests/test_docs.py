@@ -1,15 +1,27 @@
 """The plugin docs keep up with the code: every hookspec has a section in docs/plugins/hooks.md
-that names each of its arguments and shows an example (datasette's tests/test_docs.py habit)."""
+that names each of its arguments and shows an example (datasette's tests/test_docs.py habit),
+and each example runs and passes the conformance check of its kind."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
+import types
 from pathlib import Path
 
 import pytest
 
 from salesai import hookspecs
+from salesai.plugins import registry
+from salesai.testing import (
+    ByteTokenizer,
+    check_encoder,
+    check_expert,
+    check_exporter,
+    register_plugin,
+    run_cli,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 HOOKS_MD = REPO / "docs" / "plugins" / "hooks.md"
@@ -66,3 +78,51 @@ def test_every_hookspec_is_documented(hook: str) -> None:
 
 def test_no_documented_hook_is_missing_from_the_code() -> None:
     assert set(_sections()) <= set(_hookspecs())
+
+
+def _examples() -> dict[str, str]:
+    """Hook name -> the example code block of its section."""
+    examples = {}
+    for hook, section in _sections().items():
+        blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        examples[hook] = next(b for b in blocks if "@salesai.hookimpl" in b)
+    return examples
+
+
+def _example_module(hook: str) -> types.ModuleType:
+    module = types.ModuleType(f"hooks_md_{hook}")
+    exec(compile("import salesai\n" + _examples()[hook], f"hooks.md:{hook}", "exec"), module.__dict__)
+    return module
+
+
+def test_expert_example_runs() -> None:
+    with register_plugin(_example_module("register_experts")) as info:
+        assert info.registered == {"experts": ["relu2"]}
+        check_expert(registry("experts").get("relu2"))
+
+
+def test_encoder_example_runs() -> None:
+    pytest.importorskip("PIL", reason="the encoder example uses Pillow")
+    with register_plugin(_example_module("register_encoders")):
+        check_encoder(registry("encoders").get("tiny-patches"))
+
+
+def test_exporter_example_runs(tmp_path: Path) -> None:
+    import torch
+
+    with register_plugin(_example_module("register_exporters")):
+        model = torch.nn.Linear(3, 3)
+        path = check_exporter(registry("exporters").get("summary"), model, ByteTokenizer(), tmp_path)
+        assert json.loads(path.read_text()) == {"total_parameters": 12, "vocab_size": 267}
+
+
+def test_agent_example_runs() -> None:
+    with register_plugin(_example_module("register_agents")):
+        agent = registry("agents").get("random")(num_actions=3, seed=1)
+        assert {agent.act(None) for _ in range(50)} == {0, 1, 2}
+
+
+def test_command_example_runs() -> None:
+    with register_plugin(_example_module("register_commands")):
+        result = run_cli(["hello", "docs"])
+    assert (result.exit_code, result.stdout) == (0, "Hello, docs!\n")

@@ -75,6 +75,9 @@ def test_from_file_yaml_json_toml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model:\n  preset: tiny\n  experts: 8\n")
     with pytest.raises(SalesAIError, match=r"bad.yaml: unknown model setting 'experts'"):
         ModelConfig.from_file(tmp_path / "bad.yaml")
+    (tmp_path / "run.yaml").write_text("preset: tiny\nmodel:\n  num_layers: 3\ntraining:\n  lr: 1\n")
+    run = ModelConfig.from_file(tmp_path / "run.yaml")  # a run file: preset beside the model section
+    assert (run.num_layers, run.hidden_dim) == (3, 64)
     (tmp_path / "m.ini").write_text("x")
     with pytest.raises(SalesAIError, match="unsupported config format"):
         ModelConfig.from_file(tmp_path / "m.ini")

@@ -264,6 +264,26 @@ def test_registered_exporter_passes_conformance(
     assert json.loads((out / "manifest.json").read_text())["graphs"]["decoder"]["file"] == "decoder.onnx"
 
 
+def test_large_models_keep_weights_in_one_external_data_file(
+    model: SalesAIModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from salesai.export import onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)  # as if the model were over 2 GB
+    out = export_onnx(model, None, tmp_path / "big", quantize="int8")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "decoder.int8.onnx", "decoder.int8.onnx.data", "decoder.onnx", "decoder.onnx.data", "manifest.json"]
+    m = read_manifest(out)
+    assert m["graphs"]["decoder"]["external_data"] == "decoder.onnx.data"
+    assert m["graphs"]["decoder_int8"]["external_data"] == "decoder.int8.onnx.data"
+    assert m["verification"]["passed"] and m["quantization"]["weights"]["int8_share"] > 0.99
+    assert (out / "decoder.onnx.data").stat().st_size > 4 * model.num_parameters() * 0.9
+    prompt = [[2, 40, 41, 42]]
+    greedy = {"max_new_tokens": 8, "temperature": 0.0, "stop_token_ids": []}
+    ort = OrtGenerator.from_export(out, threads=1)
+    assert ort.generate(prompt, **greedy) == model.generate(prompt, **greedy)
+
+
 @pytest.mark.slow
 def test_dynamo_exporter_also_verifies(model: SalesAIModel, tmp_path: Path) -> None:
     out = export_onnx(model, None, tmp_path / "dyn", exporter="dynamo")

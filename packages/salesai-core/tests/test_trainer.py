@@ -76,7 +76,8 @@ def test_config_files(tmp_path: Path, suffix: str) -> None:
         "yaml": "preset: tiny\nmodel:\n  num_experts: 2\n  top_k: 1\ntraining:\n  lr: 1e-3\n  max_steps: 7\n",
         "json": json.dumps({"preset": "tiny", "model": {"num_experts": 2, "top_k": 1},
                             "training": {"lr": 1e-3, "max_steps": 7}}),
-        "toml": 'preset = "tiny"\n[model]\nnum_experts = 2\ntop_k = 1\n[training]\nlr = 1e-3\nmax_steps = 7\n',
+        "toml": 'preset = "tiny"\n[model]\nnum_experts = 2\ntop_k = 1\n'
+                '[training]\nlr = 1e-3\nmax_steps = 7\n',
     }[suffix]
     path = tmp_path / f"run.{suffix}"
     path.write_text(text)
@@ -87,12 +88,12 @@ def test_config_files(tmp_path: Path, suffix: str) -> None:
 
 
 def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
-    with pytest.raises(SalesAIError, match=r"config: unknown section 'optimizer'; expected preset, model, training"):
+    with pytest.raises(SalesAIError, match=r"unknown section 'optimizer'; expected preset, model, training"):
         run_config_from_dict({"optimizer": {}})
-    with pytest.raises(SalesAIError, match=r"bad\.yaml\.training\.warmup_steps: expected an integer >= 0, got -5"):
+    with pytest.raises(SalesAIError, match=r"bad\.yaml\.training\.warmup_steps: expected an integer >= 0"):
         (tmp_path / "bad.yaml").write_text("training:\n  warmup_steps: -5\n")
         load_run_config(tmp_path / "bad.yaml")
-    with pytest.raises(SalesAIError, match=r"m\.yaml' could not be parsed: expected ',' or '\]', but got .* at line 2"):
+    with pytest.raises(SalesAIError, match=r"m\.yaml' could not be parsed: expected ',' or '\]'.* at line 2"):
         (tmp_path / "m.yaml").write_text("training: [unclosed\n")
         load_run_config(tmp_path / "m.yaml")
     with pytest.raises(SalesAIError, match=r"unknown model setting 'widht'"):
@@ -181,15 +182,17 @@ def test_training_lowers_loss_and_writes_metrics_and_checkpoints(tmp_path: Path)
     usage = evals[-1]["expert_usage"]
     assert len(usage) == 2 and sum(usage[0]["share"]) == pytest.approx(1.0)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == ["step-000030"]  # keep_last=1
+    kept = sorted(p.name for p in run.iterdir() if p.name.startswith("step-"))
+    assert kept == ["step-000030"]  # keep_last=1
     assert (run / "latest").read_text().strip() == "step-000030"
     ckpt = run / "step-000030"
     assert {"config.json", "model.safetensors", "trainer_state"} <= {p.name for p in ckpt.iterdir()}
     assert {p.name for p in (ckpt / "trainer_state").iterdir()} == {
         "state.json", "optimizer.safetensors", "rng-rank0.safetensors", "rng-rank0.json"}
     reloaded = salesai.SalesAIModel.from_pretrained(ckpt)
-    for (n, a), b in zip(trainer.model.state_dict().items(), reloaded.state_dict().values()):
-        assert torch.equal(a, b), n
+    theirs = reloaded.state_dict()
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, theirs[name]), name
 
 
 def test_grad_accumulation_matches_a_big_batch(tmp_path: Path) -> None:
@@ -251,7 +254,8 @@ def test_cli_train_then_eval(tmp_path: Path) -> None:
     assert summary["eval"]["val_loss"] < math.log(400)
     ckpt = Path(summary["checkpoint"])
     assert (ckpt / "tokenizer.model").is_file()
-    assert json.loads((ckpt / "config.json").read_text())["vocab_size"] == len(salesai.Tokenizer.from_pretrained(ckpt))
+    vocab = json.loads((ckpt / "config.json").read_text())["vocab_size"]
+    assert vocab == len(salesai.Tokenizer.from_pretrained(ckpt))
     assert any(p.suffix == ".bin" for p in (out / "cache").iterdir())
 
     again = run_cli(["train", "--config", str(config), "--data", str(data), "--out", str(out)])
@@ -275,7 +279,8 @@ def test_cli_train_errors(tmp_path: Path) -> None:
     bad.write_text("training:\n  grad_clip: -1\n")
     r = run_cli(["train", "--config", str(bad), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "bad.yaml.training.grad_clip: expected a number >= 0, got -1" in r.stderr
-    r = run_cli(["train", "--preset", "tiny", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    missing = str(tmp_path / "missing")
+    r = run_cli(["train", "--preset", "tiny", "--data", missing, "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "missing: no such file or folder" in r.stderr
     r = run_cli(["eval", str(tmp_path), "--data", str(tmp_path)])
     assert r.exit_code == 2 and "no checkpoint found" in r.stderr

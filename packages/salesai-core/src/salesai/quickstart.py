@@ -20,9 +20,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     """Run the main job; returns the report (also written to out_dir/report.json)."""
     import torch
 
-    from salesai.data import heldout_signatures, stdlib_corpus, tokenize_files
+    from salesai.data import stdlib_corpus, tokenize_files
     from salesai.model.config import ModelConfig
     from salesai.model.transformer import SalesAIModel
     from salesai.tokenizer import Tokenizer
@@ -138,7 +139,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     train_tokens = tokenize_files(split.train, tok, out / "cache", name="train", num_threads=threads).tokens()
     val_tokens = tokenize_files(split.validation, tok, out / "cache", name="val").tokens()
     t = mark("tokenize_s", t)
-    log(f"tokenizer: {len(tok)} pieces; {len(train_tokens):,} training and {len(val_tokens):,} validation tokens")
+    log(f"tokenizer: {len(tok)} pieces; {len(train_tokens):,} training and {len(val_tokens):,} "
+        "validation tokens")
 
     # 2. model; the first steps double as a timing probe that fixes the schedule's length
     train_fields = dict(opts.train)
@@ -148,7 +150,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     device = resolve_device("auto")
     precision = resolve_precision(opts.precision, device)
     cfg = TrainConfig(**{**train_fields, "max_steps": 10**6, "warmup_steps": PROBE_WARMUP, "eval_every": 0,
-                         "save_every": 0, "precision": precision, "num_threads": threads, "out_dir": str(out)})
+                         "save_every": 0, "precision": precision, "num_threads": threads,
+                         "out_dir": str(out)})
     torch.manual_seed(cfg.seed)
     model = SalesAIModel(model_cfg)
     trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
@@ -159,9 +162,10 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     max_steps = trainer.step + max(1, int(train_budget / step_s))
     trainer.config = cfg.replace(max_steps=max_steps, warmup_steps=min(PROBE_WARMUP, max(1, max_steps // 10)),
                                  eval_every=max(1, max_steps // 4))
-    log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} experts "
-        f"top-{model_cfg.top_k}, {model.num_parameters() / 1e6:.1f}M parameters; {precision}, {threads} thread(s); "
-        f"{step_s:.2f} s/step -> {max_steps} steps ({train_budget:.0f} s of the {budget:.0f} s budget)")
+    log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} "
+        f"experts top-{model_cfg.top_k}, {model.num_parameters() / 1e6:.1f}M parameters; {precision}, "
+        f"{threads} thread(s); {step_s:.2f} s/step -> {max_steps} steps ({train_budget:.0f} s of the "
+        f"{budget:.0f} s budget)")
 
     # 3. train (the time limit is a safety net should the machine slow down)
     result = trainer.fit(time_limit_s=max(1.0, train_budget * 1.05))
@@ -177,32 +181,42 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     t = mark("samples_s", t)
 
     # 5. ONNX export and parity
-    onnx = _export_onnx(model, tok, out / "onnx", threads, log) if opts.export else {"status": "skipped (--no-export)"}
+    onnx: dict[str, Any] = {"status": "skipped (--no-export)", "path": None}
+    if opts.export:
+        onnx = _export_onnx(model, tok, out / "onnx", threads, log)
     t = mark("export_s", t)
 
     usage = final.get("expert_usage") or []
-    report = {
+    parse_rate = sum(s["parses"] for s in samples) / len(samples) if samples else None
+    model_keys = ("vocab_size", "hidden_dim", "num_layers", "num_heads", "num_kv_heads", "intermediate_dim",
+                  "num_experts", "top_k")
+    report: dict[str, Any] = {
         "validation": {"loss": final.get("val_loss"), "perplexity": final.get("val_ppl"),
                        "tokens": final.get("val_tokens")},
         "unigram_baseline": baseline,
-        "training": {"steps": result.step, "planned_steps": max_steps, "seconds_per_step": round(step_s, 3), "tokens": result.step * cfg.tokens_per_step,
-                     "tokens_per_s": round(result.tokens_per_s, 1), "precision": precision, "threads": threads,
-                     "final_train_loss": result.losses[-1] if result.losses else None,
-                     "parameters": model.num_parameters(), "active_parameters": model.num_parameters(active=True)},
-        "completions": {"count": len(samples), "parse_rate": (sum(s["parses"] for s in samples) / len(samples))
-                        if samples else None, "file": str(out / "samples.jsonl")},
-        "experts": {"per_layer": [{"layer": u["layer"], "share": [round(x, 3) for x in u["share"]],
-                                   "balance": round(u["balance"], 3), "utilisation": u["utilisation"]}
-                                  for u in usage],
-                    "mean_balance": float(np.mean([u["balance"] for u in usage])) if usage else None,
-                    "mean_utilisation": float(np.mean([u["utilisation"] for u in usage])) if usage else None},
+        "training": {
+            "steps": result.step, "planned_steps": max_steps, "seconds_per_step": round(step_s, 3),
+            "tokens": result.step * cfg.tokens_per_step, "tokens_per_s": round(result.tokens_per_s, 1),
+            "precision": precision, "threads": threads,
+            "final_train_loss": result.losses[-1] if result.losses else None,
+            "parameters": model.num_parameters(), "active_parameters": model.num_parameters(active=True),
+        },
+        "completions": {"count": len(samples), "parse_rate": parse_rate, "file": str(out / "samples.jsonl")},
+        "experts": {
+            "per_layer": [{"layer": u["layer"], "share": [round(x, 3) for x in u["share"]],
+                           "balance": round(u["balance"], 3), "utilisation": u["utilisation"]}
+                          for u in usage],
+            "mean_balance": float(np.mean([u["balance"] for u in usage])) if usage else None,
+            "mean_utilisation": float(np.mean([u["utilisation"] for u in usage])) if usage else None,
+        },
         "onnx": onnx,
-        "paths": {"checkpoint": str(result.checkpoint), "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
-                  "metrics": str(out / "metrics.jsonl"), "samples": str(out / "samples.jsonl"),
-                  "onnx": onnx.get("path"), "report": str(out / "report.json")},
+        "paths": {
+            "checkpoint": str(result.checkpoint), "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
+            "metrics": str(out / "metrics.jsonl"), "samples": str(out / "samples.jsonl"),
+            "onnx": onnx.get("path"), "report": str(out / "report.json"),
+        },
         "timings_s": timings,
-        "model": {k: getattr(model_cfg, k) for k in ("vocab_size", "hidden_dim", "num_layers", "num_heads",
-                                                      "num_kv_heads", "intermediate_dim", "num_experts", "top_k")},
+        "model": {k: getattr(model_cfg, k) for k in model_keys},
         "samples": samples[:3],
     }
     report["timings_s"]["total_s"] = round(time.perf_counter() - t_start, 2)
@@ -306,7 +320,8 @@ def print_report(report: dict[str, Any]) -> None:
     if v["loss"] is not None:
         c.print(f"validation loss       {v['loss']:.3f}  (perplexity {v['perplexity']:.1f})")
     c.print(f"unigram baseline      {b['loss']:.3f}  (perplexity {b['perplexity']:.1f})")
-    c.print(f"training              {tr['steps']} steps, {tr['tokens']:,} tokens, {tr['tokens_per_s']:,.0f} tokens/s "
+    c.print(f"training              {tr['steps']} steps, {tr['tokens']:,} tokens, "
+            f"{tr['tokens_per_s']:,.0f} tokens/s "
             f"({tr['precision']}, {tr['threads']} threads)")
     if comp["parse_rate"] is not None:
         c.print(f"completions parsing   {comp['parse_rate']:.0%} of {comp['count']} (ast.parse)")
@@ -316,7 +331,8 @@ def print_report(report: dict[str, Any]) -> None:
         for layer in ex["per_layer"]:
             c.print(f"  layer {layer['layer']}: shares {layer['share']}")
     diff = onnx.get("max_abs_diff")
-    c.print(f"onnx                  {onnx['status']}" + (f", max |diff| {diff:.2e}" if diff is not None else ""))
+    extra = f", max |diff| {diff:.2e}" if diff is not None else ""
+    c.print(f"onnx                  {onnx['status']}{extra}")
     for s in report.get("samples", [])[:2]:
         c.print(f"\n[dim]# {s['source']} ({'parses' if s['parses'] else 'does not parse'})[/dim]")
         c.print(s["prompt"] + s["completion"], markup=False)

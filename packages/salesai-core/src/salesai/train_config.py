@@ -211,7 +211,7 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
             try:
                 import tomllib
             except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
             import yaml

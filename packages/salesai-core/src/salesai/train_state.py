@@ -81,7 +81,8 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, 
     def value(spec: dict[str, Any]) -> Any:
         if "tensor" in spec:
             if spec["tensor"] not in tensors:
-                raise SalesAIError(f"optimizer state: tensor {spec['tensor']!r} missing from optimizer.safetensors")
+                raise SalesAIError(f"optimizer state: tensor {spec['tensor']!r} is missing from "
+                                   "optimizer.safetensors")
             return tensors[spec["tensor"]]
         if "tuple" in spec:
             return tuple(spec["tuple"])
@@ -100,10 +101,10 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = s
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
+    st: Any = np.random.get_state()  # ("MT19937", keys (624,) uint32, pos, has_gauss, cached_gaussian)
     meta = {
         "python": [version, list(internal), gauss],
-        "numpy": [np_state[0], np_state[1].tolist(), *(x for x in np_state[2:])],  # type: ignore[misc]
+        "numpy": [st[0], st[1].tolist(), int(st[2]), int(st[3]), float(st[4])],
     }
     return tensors, meta
 
@@ -242,11 +243,13 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         found = latest_checkpoint(p)
         if found is not None:
             return found
-        raise SalesAIError(f"{p}: no checkpoint found (expected config.json, or a run directory with step-*/)")
+        raise SalesAIError(f"{p}: no checkpoint found (expected config.json, or a run directory with "
+                           "step-*/ checkpoints)")
     raise SalesAIError(f"{p}: no such checkpoint directory")
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,8 @@ Log = Callable[[str], None]
 VAL_FRACTION = 0.02  # validation share of the token stream when no --val data is given
 
 
-def split_tokens(tokens: np.ndarray, seq_len: int, fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def split_tokens(tokens: np.ndarray, seq_len: int,
+                 fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Train = the head of the stream, validation = its tail (at least two windows when possible)."""
     n = len(tokens)
     n_val = max(int(n * fraction), 2 * seq_len + 1)
@@ -66,7 +68,8 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
     val_files = resolve_sources(list(val_paths)) if val_paths else None
     ckpt = S.latest_checkpoint(out) if resume else None
     if not resume and S.latest_checkpoint(out) is not None:
-        raise SalesAIError(f"--out {out}: already holds checkpoints; pass --resume to continue, or a new --out")
+        raise SalesAIError(f"--out {out}: already holds checkpoints; pass --resume to continue, "
+                           "or choose a new --out")
     if resume and ckpt is None:
         say(f"notice: nothing to resume in {out}; starting a new run")
 
@@ -149,7 +152,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
     tok = Tokenizer.from_pretrained(ckpt)
     seq_len = seq_len or min(256, model.config.max_seq_len)
     if not 2 <= seq_len <= model.config.max_seq_len:
-        raise SalesAIError(f"--seq-len {seq_len}: expected 2..{model.config.max_seq_len} (the model's max_seq_len)")
+        raise SalesAIError(f"--seq-len {seq_len}: expected 2..{model.config.max_seq_len} "
+                           "(the model's max_seq_len)")
     device = resolve_device("auto")
     with tempfile.TemporaryDirectory(prefix="salesai-eval-") as tmp:
         tokens = np.array(tokenize_files(list(data), tok, tmp, name="eval").tokens())

@@ -23,23 +23,24 @@ def _notice(msg: str) -> None:
 
 
 def train(
-    data: list[str] = typer.Option(..., "--data", help="Training text: files, folders, globs, .jsonl (repeatable)."),
+    data: list[str] = typer.Option(
+        ..., "--data", help="Training text: files, folders, globs, .jsonl (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints, metrics.jsonl, token cache."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset (tiny, base, multimodal)."),  # noqa: UP045
-    config: Optional[Path] = typer.Option(  # noqa: UP045
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset (tiny, base, multimodal)."),
+    config: Optional[Path] = typer.Option(
         None, "--config", help="YAML/JSON/TOML file with preset:, model: and training: sections."),
-    val: Optional[list[str]] = typer.Option(  # noqa: UP045
+    val: Optional[list[str]] = typer.Option(
         None, "--val", help="Validation data (default: the last 2% of the training tokens)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps."),  # noqa: UP045
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/latest (exactly)."),
-    tokenizer: Optional[Path] = typer.Option(  # noqa: UP045
+    tokenizer: Optional[Path] = typer.Option(
         None, "--tokenizer", help="Tokenizer dir or .model file (default: train one on --data)."),
-    vocab_size: Optional[int] = typer.Option(  # noqa: UP045
+    vocab_size: Optional[int] = typer.Option(
         None, "--vocab-size", help="Vocabulary of the tokenizer trained here (default: the model's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per micro-batch."),  # noqa: UP045
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence."),  # noqa: UP045
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),  # noqa: UP045
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),  # noqa: UP045
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per micro-batch."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a model on your data (a tokenizer too, unless --tokenizer is given)."""
@@ -72,9 +73,9 @@ def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint dir (or a run dir: its latest checkpoint)."),
     data: list[str] = typer.Option(..., "--data", help="Text to evaluate on: files, folders, globs, .jsonl."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per batch."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default 256)."),  # noqa: UP045
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default 256)."),
     max_batches: int = typer.Option(50, "--max-batches", min=1, help="Evaluate at most this many batches."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),  # noqa: UP045
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or auto."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -96,8 +97,9 @@ def eval_cmd(
 def quickstart(
     out: Path = typer.Option(Path("salesai-quickstart"), "--out", help="Where everything is written."),
     minutes: float = typer.Option(10.0, "--minutes", min=0.1, help="Total time budget in minutes."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: all cores, max 2)."),  # noqa: UP045
-    max_corpus_mb: Optional[float] = typer.Option(  # noqa: UP045
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads (default: all cores, at most 2)."),
+    max_corpus_mb: Optional[float] = typer.Option(
         None, "--max-corpus-mb", help="Cap the stdlib corpus (tests, slow machines)."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     no_export: bool = typer.Option(False, "--no-export", help="Skip the ONNX export and parity check."),

@@ -63,6 +63,9 @@ INT8_PER_CHANNEL = True
 INT8_WEIGHT_TYPE = "QInt8"
 
 DECODER_FILE = "decoder.onnx"
+# ONNX files are protobufs, limited to 2 GB: above this many bytes of weights, tensors go to one
+# external file beside the graph (`decoder.onnx.data`), as ONNX's external-data format allows.
+EXTERNAL_DATA_BYTES = 1_500_000_000
 DECODER_INT8_FILE = "decoder.int8.onnx"
 TOKENIZER_FILE = "tokenizer.model"
 
@@ -173,7 +176,25 @@ def graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
             "outputs": [describe(v) for v in model.graph.output]}
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
+def externalize(path: Path) -> str:
+    """Move every initializer of `path` into one `<file>.data` beside it; remove stray tensor files.
+
+    The TorchScript exporter writes one file per tensor for models over 2 GB; this gathers them.
+    Returns the data file's name."""
+    import onnx
+
+    model = onnx.load(str(path))  # reads any external tensors too
+    data = path.name + ".data"
+    keep = {path.name, data}
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data, size_threshold=1024)
+    for stray in path.parent.iterdir():
+        if stray.name not in keep and stray.is_file() and stray.suffix != ".onnx":
+            stray.unlink()
+    return data
+
+
+def quantize_int8(src: Path, dst: Path, external: bool = False) -> None:
     """ONNX Runtime dynamic quantisation: int8 weights for every MatMul/Gather, activations at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -183,7 +204,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
         try:
             quantize_dynamic(str(src), str(dst), per_channel=INT8_PER_CHANNEL,
                              weight_type=getattr(QuantType, INT8_WEIGHT_TYPE),
-                             op_types_to_quantize=["MatMul", "Gather"])
+                             op_types_to_quantize=["MatMul", "Gather"], use_external_data_format=external)
         finally:
             logging.disable(logging.NOTSET)
 
@@ -284,10 +305,14 @@ def export_onnx(
         say(f"exporting decoder ({exporter}, opset {opset})")
         t0 = time.perf_counter()
         export_decoder(graph, cfg, tmp / DECODER_FILE, opset, exporter)
+        external = sum(p.numel() * 4 for p in src.parameters()) > EXTERNAL_DATA_BYTES
+        graphs: dict[str, Any] = {"decoder": {"file": DECODER_FILE, "dtype": "float32"}}
+        if external or len(list(tmp.iterdir())) > 1:
+            graphs["decoder"]["external_data"] = externalize(tmp / DECODER_FILE)
+            external = True
         timings["export_s"] = round(time.perf_counter() - t0, 3)
         _check(tmp / DECODER_FILE)
-        graphs: dict[str, Any] = {"decoder": {"file": DECODER_FILE, "dtype": "float32",
-                                              **graph_io(tmp / DECODER_FILE)}}
+        graphs["decoder"].update(graph_io(tmp / DECODER_FILE))
         encoders = _export_encoders(src, tmp)
 
         verification: dict[str, Any] = {"performed": False}
@@ -312,11 +337,13 @@ def export_onnx(
 
             say("quantising to int8 (ONNX Runtime dynamic quantisation)")
             t0 = time.perf_counter()
-            quantize_int8(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE)
+            quantize_int8(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE, external=external)
             timings["quantize_s"] = round(time.perf_counter() - t0, 3)
             _check(tmp / DECODER_INT8_FILE)
             graphs["decoder_int8"] = {"file": DECODER_INT8_FILE, "dtype": "float32 (int8 weights)",
                                       **graph_io(tmp / DECODER_INT8_FILE)}
+            if (tmp / (DECODER_INT8_FILE + ".data")).is_file():
+                graphs["decoder_int8"]["external_data"] = DECODER_INT8_FILE + ".data"
             quantization = {
                 "method": "onnxruntime.quantization.quantize_dynamic",
                 "weight_type": INT8_WEIGHT_TYPE, "per_channel": INT8_PER_CHANNEL,

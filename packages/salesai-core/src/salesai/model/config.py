@@ -117,13 +117,17 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
-        """Read a YAML, JSON or TOML file; a top-level `model:` section is used when present."""
+        """Read a YAML, JSON or TOML file; a top-level `model:` section is used when present
+        (with a top-level `preset:` beside it, as in a training run file)."""
         p = Path(path)
         if not p.is_file():
             raise SalesAIError(f"{p}: model config file not found")
         data = _read_mapping(p)
         if isinstance(data, dict) and "model" in data:
-            data = data["model"]
+            section = data["model"] or {}
+            if isinstance(section, dict) and "preset" in data and "preset" not in section:
+                section = {"preset": data["preset"], **section}  # a run file: preset: beside model:
+            data = section
         return cls.from_dict(data, source=str(p))
 
     def to_dict(self) -> dict[str, Any]:

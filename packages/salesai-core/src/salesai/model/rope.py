@@ -75,4 +75,6 @@ def apply_rope_rolled(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tens
     return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin_signed
 
 
-__all__ = ["RMSNorm", "apply_rope", "apply_rope_rolled", "is_exporting", "rope_table", "rotate_half", "signed_sin"]
+__all__ = [
+    "RMSNorm", "apply_rope", "apply_rope_rolled", "is_exporting", "rope_table", "rotate_half", "signed_sin",
+]
