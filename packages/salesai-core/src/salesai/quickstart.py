@@ -164,18 +164,24 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
                                  eval_every=max(1, max_steps // 4))
     log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} "
         f"experts top-{model_cfg.top_k}, {model.num_parameters() / 1e6:.1f}M parameters; {precision}, "
-        f"{threads} thread(s); {step_s:.2f} s/step -> {max_steps} steps ({train_budget:.0f} s of the "
+        f"{threads} thread(s); {step_s:.2f} s/step -> about {max_steps} steps ({train_budget:.0f} s of the "
         f"{budget:.0f} s budget)")
 
-    # 3. train (the time limit is a safety net should the machine slow down)
-    result = trainer.fit(time_limit_s=max(1.0, train_budget * 1.05))
+    # 3. train: the schedule follows the clock (max_steps re-estimated every step), so the cosine ends
+    #    when the budget does even on a machine that slows down; the time limit is a hard stop
+    result = trainer.fit(time_budget_s=train_budget, time_limit_s=max(1.0, train_budget * 1.1))
     result.losses = probe_losses + result.losses
     t = mark("train_s", t)
     final = result.evals[-1] if result.evals else {}
     baseline = unigram_baseline(val_tokens, len(tok))
 
-    # 4. completions of held-out signatures
+    # a plain model directory at a stable path, for `salesai generate / eval / export / serve`
+    from salesai.model.checkpoint import save_checkpoint
+
     model.eval()
+    save_checkpoint(out / "model", model, tok)
+
+    # 4. completions of held-out signatures
     samples = _complete_signatures(model, tok, split.validation, opts, seq_len)
     (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
     t = mark("samples_s", t)
@@ -211,7 +217,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
         },
         "onnx": onnx,
         "paths": {
-            "checkpoint": str(result.checkpoint), "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
+            "model": str(out / "model"), "checkpoint": str(result.checkpoint),
+            "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
             "metrics": str(out / "metrics.jsonl"), "samples": str(out / "samples.jsonl"),
             "onnx": onnx.get("path"), "report": str(out / "report.json"),
         },
@@ -234,6 +241,7 @@ def _clean_previous_run(out: Path) -> None:
     for name in ("latest", "metrics.jsonl", "samples.jsonl", "report.json"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "onnx", ignore_errors=True)
+    shutil.rmtree(out / "model", ignore_errors=True)
 
 
 def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:

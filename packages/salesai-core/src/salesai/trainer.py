@@ -18,11 +18,13 @@ model code, tokenisation, FSDP, mixed fp16 loss scaling (bf16 needs none).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
 import time
 from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -353,11 +355,14 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool | str | Path = False, stop_at_step: int | None = None,
-            time_limit_s: float | None = None) -> TrainResult:
+            time_limit_s: float | None = None, time_budget_s: float | None = None) -> TrainResult:
         """Train to `config.max_steps` (or `stop_at_step`, or until `time_limit_s` has passed).
 
         `resume=True` continues from `out_dir/latest` if it exists (a fresh start otherwise);
         a path resumes from that checkpoint. Evaluates and saves at the end.
+        `time_budget_s`: a time-budgeted schedule. After every step `max_steps` is re-estimated
+        from the recent step times so that the cosine reaches its floor when the budget is spent,
+        also when the machine slows down or speeds up (the quickstart's mode; not for exact resume).
         """
         cfg = self.config
         if resume:
@@ -376,12 +381,20 @@ class Trainer:
         t0 = last_t = time.perf_counter()
         tokens_done, last_step = 0, self.step
         last_eval = last_save = -1
+        recent: deque[float] = deque(maxlen=20)  # seconds of the latest steps (time-budgeted schedule)
         try:
             while self.step < end:
+                t_step = time.perf_counter()
                 stats = self.train_step()
                 result.losses.append(stats["loss"])
                 tokens_done += self.global_batch_tokens
                 now = time.perf_counter()
+                if time_budget_s is not None:
+                    recent.append(now - t_step)
+                    left = int((time_budget_s - (now - t0)) / (sum(recent) / len(recent)))
+                    cfg = self.config = dataclasses.replace(cfg, max_steps=max(1, self.step + max(0, left)))
+                    end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
+                    bar.set_total(end)
                 tps = tokens_done / max(now - t0, 1e-9)
                 bar.update(self.step, stats, tps)
                 if self.step % cfg.log_every == 0 or self.step == end:
@@ -524,6 +537,10 @@ class _Progress:
         if self.active:
             self.progress.update(self.task, completed=step, loss=f"{stats['loss']:.4f}",
                                  lr=f"{stats['lr']:.2e}", tps=f"{tps:,.0f}")
+
+    def set_total(self, total: int) -> None:
+        if self.active:
+            self.progress.update(self.task, total=total)
 
     def print(self, msg: str) -> None:
         self.progress.console.print(msg, highlight=False)
