@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ppl-chunks", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None, help="keep the export here (default: a temp dir)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed runs (perplexity only)")
+    ap.add_argument("--spinning", action="store_true", help="let ONNX Runtime's idle threads busy-wait")
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         print(f"bench/onnx.py: ignoring arguments {unknown}", file=sys.stderr)
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
           "verify_fp32_max_abs_logit_diff": manifest["verification"]["max_abs_logit_diff"],
           "verify_int8_max_abs_logit_diff": q["verification"]["max_abs_logit_diff"]})
 
-    ort = {v: OrtGenerator.from_export(out, variant=v, threads=args.threads) for v in ("fp32", "int8")}
+    ort = {v: OrtGenerator.from_export(out, variant=v, threads=args.threads, spinning=args.spinning)
+           for v in ("fp32", "int8")}
     rng = np.random.default_rng(0)
     lo = 11  # past the special tokens
 
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             results[(name, what, batch)] = med
             rec = {"bench": "onnx", "what": what, "backend": name, "batch": batch, "tokens_s": round(med, 1),
                    "runs": [round(v, 1) for v in values[name]], "threads": args.threads, "model": source}
+            if name != "torch":
+                rec["ort_spinning"] = args.spinning
             if what == "decode" and batch == 1 and name != "torch":
                 rec["share_of_bound"] = round(med / bound[name.split("_")[1]], 3)
             if what == "decode":

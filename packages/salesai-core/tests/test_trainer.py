@@ -284,3 +284,23 @@ def test_cli_train_errors(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "missing: no such file or folder" in r.stderr
     r = run_cli(["eval", str(tmp_path), "--data", str(tmp_path)])
     assert r.exit_code == 2 and "no checkpoint found" in r.stderr
+
+
+def test_time_budgeted_schedule_ends_on_the_floor(tmp_path: Path) -> None:
+    tokens = learnable_tokens()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steady step times on a shared machine
+    trainer = Trainer(tiny_model(), cfg(tmp_path / "w", max_steps=2, save_every=0, eval_every=0),
+                      tokens, tokens[:400], progress=False, log=lambda _m: None)
+    trainer.train_step()  # warm the kernels up
+    c = cfg(tmp_path, max_steps=100_000, warmup_steps=3, eval_every=0, save_every=0, log_every=1)
+    trainer = Trainer(tiny_model(), c, tokens, tokens[:400], progress=False, log=lambda _m: None)
+    seen: list[float] = []
+    try:
+        result = trainer.fit(time_budget_s=3.0, on_step=lambda t, stats: seen.append(stats["lr"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert 5 <= result.step < 100_000 and trainer.config.max_steps == result.step
+    assert result.elapsed_s < 3.0 * 1.5
+    assert len(seen) == result.step and max(seen) == pytest.approx(c.lr)
+    assert seen[-1] < c.min_lr + 0.25 * (c.lr - c.min_lr)  # the cosine ran (nearly) to its floor

@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = SalesAIModel(model_cfg)
     trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
-    step_s, probe_losses = _probe(trainer)
+    tuner = ThreadTuner([threads, 1])
+    step_s, probe_losses = _probe(trainer, tuner)
     t = mark("probe_s", t)
     reserve = _reserve_seconds(opts, budget)
     train_budget = budget - (time.perf_counter() - t_start) - reserve
@@ -164,12 +166,13 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
                                  eval_every=max(1, max_steps // 4))
     log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} "
         f"experts top-{model_cfg.top_k}, {model.num_parameters() / 1e6:.1f}M parameters; {precision}, "
-        f"{threads} thread(s); {step_s:.2f} s/step -> about {max_steps} steps ({train_budget:.0f} s of the "
-        f"{budget:.0f} s budget)")
+        f"{tuner.current} thread(s); {step_s:.2f} s/step -> about {max_steps} steps "
+        f"({train_budget:.0f} s of the {budget:.0f} s budget)")
 
     # 3. train: the schedule follows the clock (max_steps re-estimated every step), so the cosine ends
     #    when the budget does even on a machine that slows down; the time limit is a hard stop
-    result = trainer.fit(time_budget_s=train_budget, time_limit_s=max(1.0, train_budget * 1.1))
+    result = trainer.fit(time_budget_s=train_budget, time_limit_s=max(1.0, train_budget * 1.1),
+                         on_step=tuner)
     result.losses = probe_losses + result.losses
     t = mark("train_s", t)
     final = result.evals[-1] if result.evals else {}
@@ -203,7 +206,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
         "training": {
             "steps": result.step, "planned_steps": max_steps, "seconds_per_step": round(step_s, 3),
             "tokens": result.step * cfg.tokens_per_step, "tokens_per_s": round(result.tokens_per_s, 1),
-            "precision": precision, "threads": threads,
+            "precision": precision, "threads": threads, "threads_at_end": tuner.current,
+            "thread_switches": tuner.switches,
             "final_train_loss": result.losses[-1] if result.losses else None,
             "parameters": model.num_parameters(), "active_parameters": model.num_parameters(active=True),
         },
@@ -250,14 +254,69 @@ def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:
     return min(reserve, 0.4 * budget)
 
 
-def _probe(trainer: Any, steps: int = 3) -> tuple[float, list[float]]:
-    """Run 1 + `steps` real training steps (warmup learning rate); median seconds of the timed ones."""
-    times, losses = [], []
-    for _ in range(1 + steps):
-        t0 = time.perf_counter()
-        losses.append(trainer.train_step()["loss"])
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:])) * 1.03, losses  # + a little for logging and evaluation
+class ThreadTuner:
+    """Keeps the faster of `threads` and 1 torch threads during training, re-checked now and then.
+
+    Measured, not guessed: alone on 2 cores, 2 threads train about 1.5x faster than 1; on a machine
+    shared with other busy processes, 2 OpenMP threads were measured up to 8x slower than 1 (every
+    parallel region waits for a descheduled thread). A trial runs one step with the other count and
+    switches when it is at least 15% faster than the recent steps; after a failed trial the interval
+    to the next one doubles (a trial of the slow setting can cost many steps' time).
+    """
+
+    def __init__(self, options: list[int], every: int = 20) -> None:
+        self.options = sorted(set(options))  # fewest threads first: the cheap one to try
+        self.current = self.options[0]
+        self.times: dict[int, deque[float]] = {n: deque(maxlen=5) for n in self.options}
+        self.every = self.interval = every
+        self.trying: int | None = None
+        self.since = self.switches = 0
+
+    def set(self, n: int) -> None:
+        import torch
+
+        torch.set_num_threads(n)
+
+    def choose(self, alt: int) -> bool:
+        """Switch to `alt` if its recent step was clearly faster than the current count's."""
+        mine, theirs = self.times[self.current], self.times[alt]
+        better = bool(theirs and mine and min(theirs) < 0.85 * float(np.median(mine)))
+        if better:
+            self.current = alt
+            self.switches += 1
+        self.set(self.current)
+        return better
+
+    def __call__(self, trainer: Any, stats: dict[str, float]) -> None:
+        import torch
+
+        self.times[torch.get_num_threads()].append(stats["step_s"])
+        if self.trying is not None:
+            alt, self.trying = self.trying, None
+            self.interval = self.every if self.choose(alt) else self.interval * 2
+            return
+        self.since += 1
+        if len(self.options) > 1 and self.since >= self.interval:
+            self.since = 0
+            self.trying = next(o for o in self.options if o != self.current)
+            self.times[self.trying].clear()
+            self.set(self.trying)
+
+
+def _probe(trainer: Any, tuner: ThreadTuner) -> tuple[float, list[float]]:
+    """1 warm-up step, then 1 more step per thread count (fewest first; warmup learning rate);
+    keeps the faster count; returns its seconds per step and the losses."""
+    tuner.set(tuner.options[0])
+    losses = [trainer.train_step()["loss"]]
+    for n in tuner.options:
+        tuner.set(n)
+        stats = trainer.train_step()
+        losses.append(stats["loss"])
+        tuner.times[n].append(stats["step_s"])
+    tuner.set(tuner.current)
+    for alt in tuner.options[1:]:
+        tuner.choose(alt)
+    return float(min(tuner.times[tuner.current])) * 1.05, losses  # + a little for logging and evaluation
 
 
 def _complete_signatures(model: Any, tok: Any, files: list[Path], opts: QuickstartOptions,

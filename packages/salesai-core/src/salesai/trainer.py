@@ -23,8 +23,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -320,6 +320,8 @@ class Trainer:
 
     # -- one optimizer step --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
+        """One optimizer step (all micro-batches); returns loss, aux_loss, lr, grad_norm, step_s."""
+        t0 = time.perf_counter()
         cfg, step = self.config, self.step
         lr = lr_at(step, cfg)
         for group in self.optimizer.param_groups:
@@ -344,7 +346,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         sums = D.all_reduce_mean(sums / cfg.grad_accum, self.info)
-        return {"loss": float(sums[0]), "aux_loss": float(sums[1]), "lr": lr, "grad_norm": grad_norm}
+        return {"loss": float(sums[0]), "aux_loss": float(sums[1]), "lr": lr, "grad_norm": grad_norm,
+                "step_s": time.perf_counter() - t0}
 
     def evaluate(self) -> dict[str, Any]:
         if self.val_data is None:
@@ -355,7 +358,8 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool | str | Path = False, stop_at_step: int | None = None,
-            time_limit_s: float | None = None, time_budget_s: float | None = None) -> TrainResult:
+            time_limit_s: float | None = None, time_budget_s: float | None = None,
+            on_step: Callable[[Trainer, dict[str, float]], None] | None = None) -> TrainResult:
         """Train to `config.max_steps` (or `stop_at_step`, or until `time_limit_s` has passed).
 
         `resume=True` continues from `out_dir/latest` if it exists (a fresh start otherwise);
@@ -363,6 +367,7 @@ class Trainer:
         `time_budget_s`: a time-budgeted schedule. After every step `max_steps` is re-estimated
         from the recent step times so that the cosine reaches its floor when the budget is spent,
         also when the machine slows down or speeds up (the quickstart's mode; not for exact resume).
+        `on_step(trainer, stats)` is called after every optimizer step.
         """
         cfg = self.config
         if resume:
@@ -384,13 +389,14 @@ class Trainer:
         recent: deque[float] = deque(maxlen=20)  # seconds of the latest steps (time-budgeted schedule)
         try:
             while self.step < end:
-                t_step = time.perf_counter()
                 stats = self.train_step()
                 result.losses.append(stats["loss"])
                 tokens_done += self.global_batch_tokens
                 now = time.perf_counter()
+                if on_step is not None:
+                    on_step(self, stats)
                 if time_budget_s is not None:
-                    recent.append(now - t_step)
+                    recent.append(stats["step_s"])
                     left = int((time_budget_s - (now - t0)) / (sum(recent) / len(recent)))
                     cfg = self.config = dataclasses.replace(cfg, max_steps=max(1, self.step + max(0, left)))
                     end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
