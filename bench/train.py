@@ -11,7 +11,7 @@ Prints JSON lines (ratio = salesai tokens/s / transformers tokens/s):
   {"bench": "train", "precision": "salesai-default", ...}  # ours as `auto` picks; transformers in fp32
   {"bench": "train", "precision": "bf16-both", ...}        # both under bf16 autocast, for reference
 
-Usage: python bench/train.py [--quick] [--threads 2] [--steps 5]
+Usage: python bench/train.py [--quick] [--threads 2] [--steps 5] [--only fp32 ...]
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
+    ap.add_argument("--only", choices=["fp32", "salesai-default", "bf16-both"], action="append",
+                    help="run only these comparisons (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -118,6 +120,8 @@ def main() -> None:
     common["transformers"] = transformers.__version__
     runs = [("fp32", "fp32", "fp32"), ("salesai-default", default, "fp32"), ("bf16-both", "bf16", "bf16")]
     for label, ours_prec, their_prec in runs:
+        if args.only and label not in args.only:
+            continue
         pair = [("salesai", make_step(ours, ids, ours_prec)),
                 ("transformers", make_step(theirs, ids, their_prec))]
         t = measure(pair, args.steps, args.warmup)

@@ -31,6 +31,27 @@ def test_cut_function_and_parse_scoring() -> None:
     assert parses(method)  # a body indented deeper than the dedented header still parses
 
 
+def test_thread_tuner_follows_the_faster_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from salesai.quickstart import ThreadTuner
+
+    current = {"n": 1}
+    monkeypatch.setattr(ThreadTuner, "set", lambda self, n: current.__setitem__("n", n))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: current["n"])
+    tuner = ThreadTuner([2, 1], every=3)
+    assert tuner.current == 1
+    speed = {1: 1.0, 2: 0.5}  # two free cores: 2 threads are faster
+    for _ in range(10):
+        tuner(None, {"step_s": speed[current["n"]]})
+    assert (tuner.current, tuner.switches, current["n"]) == (2, 1, 2)
+    speed = {1: 1.0, 2: 8.0}  # another process takes a core: 2 threads stall
+    for _ in range(40):
+        tuner(None, {"step_s": speed[current["n"]]})
+    assert (tuner.current, tuner.switches, current["n"]) == (1, 2, 1)
+    assert tuner.interval > 3  # failed trials of 2 threads back off
+
+
 def test_quickstart_tiny_budget_reports_everything(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     r = run_cli(["quickstart", "--out", str(out), "--minutes", "0.5", "--max-corpus-mb", "0.4",

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,15 @@ from salesai import train_state as S
 from salesai.trainer import TrainConfig, Trainer
 
 TOKENS_SEED = 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One torch thread: steady, fast tests on a shared machine (2 threads stall when cores are busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tokens(n: int = 5000) -> torch.Tensor:
@@ -131,7 +141,12 @@ def test_sigkill_during_save_leaves_previous_checkpoint(tmp_path: Path) -> None:
     model = salesai.SalesAIModel.from_pretrained(ckpt)
     assert model.config.name == "tiny"
     # and the run resumes from it, cleans the half-written directory, and matches an uninterrupted run
+    before = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in before) >= 8  # the killed run logged steps past its checkpoint
     resumed = make_trainer(out, model_seed=99).fit(resume=True)
     assert not half.exists()
+    train_steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()
+                   if json.loads(x)["kind"] == "train"]
+    assert train_steps == list(range(1, 11))  # records after step 4 were dropped, then rewritten once
     full = make_trainer(tmp_path / "full").fit()
     np.testing.assert_allclose(resumed.losses, full.losses[4:], rtol=0, atol=1e-6)

@@ -250,7 +250,7 @@ def _clean_previous_run(out: Path) -> None:
 
 def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:
     """Time kept back for evaluation, completions, the final checkpoint and the export."""
-    reserve = 8.0 + opts.num_samples * opts.max_new_tokens * 0.012 + (35.0 if opts.export else 0.0)
+    reserve = 8.0 + opts.num_samples * opts.max_new_tokens * 0.012 + (20.0 if opts.export else 0.0)
     return min(reserve, 0.4 * budget)
 
 
@@ -259,18 +259,20 @@ class ThreadTuner:
 
     Measured, not guessed: alone on 2 cores, 2 threads train about 1.5x faster than 1; on a machine
     shared with other busy processes, 2 OpenMP threads were measured up to 8x slower than 1 (every
-    parallel region waits for a descheduled thread). A trial runs one step with the other count and
-    switches when it is at least 15% faster than the recent steps; after a failed trial the interval
-    to the next one doubles (a trial of the slow setting can cost many steps' time).
+    parallel region waits for a descheduled thread). A trial runs two steps with the other count (the
+    first after a switch pays for thread start-up) and switches when the faster of them beats the
+    recent steps by 15%; after a failed trial the interval to the next doubles (a trial of the slow
+    setting can cost many steps' time).
     """
 
-    def __init__(self, options: list[int], every: int = 20) -> None:
+    def __init__(self, options: list[int], every: int = 20, trial: int = 2) -> None:
         self.options = sorted(set(options))  # fewest threads first: the cheap one to try
         self.current = self.options[0]
         self.times: dict[int, deque[float]] = {n: deque(maxlen=5) for n in self.options}
         self.every = self.interval = every
+        self.trial = trial
         self.trying: int | None = None
-        self.since = self.switches = 0
+        self.since = self.left = self.switches = 0
 
     def set(self, n: int) -> None:
         import torch
@@ -292,14 +294,17 @@ class ThreadTuner:
 
         self.times[torch.get_num_threads()].append(stats["step_s"])
         if self.trying is not None:
-            alt, self.trying = self.trying, None
-            self.interval = self.every if self.choose(alt) else self.interval * 2
+            self.left -= 1
+            if self.left <= 0:
+                alt, self.trying = self.trying, None
+                self.interval = self.every if self.choose(alt) else self.interval * 2
             return
         self.since += 1
         if len(self.options) > 1 and self.since >= self.interval:
             self.since = 0
             self.trying = next(o for o in self.options if o != self.current)
             self.times[self.trying].clear()
+            self.left = self.trial
             self.set(self.trying)
 
 

@@ -314,6 +314,20 @@ class Trainer:
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(_jsonable(record)) + "\n")
 
+    def _drop_metrics_after(self, step: int) -> None:
+        """On resume: forget the records the interrupted run wrote after its last checkpoint."""
+        path = self.out_dir / "metrics.jsonl"
+        if not self.info.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if int(json.loads(line).get("step", 0)) <= step:
+                    kept.append(line)
+            except (ValueError, TypeError, AttributeError):
+                continue  # a line cut by a crash
+        S.write_text_atomic(path, "".join(x + "\n" for x in kept))
+
     @property
     def global_batch_tokens(self) -> int:
         return self.config.tokens_per_step * self.info.world_size
@@ -374,6 +388,7 @@ class Trainer:
             ckpt = S.latest_checkpoint(self.out_dir) if resume is True else S.resolve_checkpoint(resume)
             if ckpt is not None:
                 self.load_checkpoint(ckpt)
+                self._drop_metrics_after(self.step)
                 self.log(f"resumed from {ckpt} at step {self.step}")
                 self.write_metrics({"kind": "resume", "step": self.step, "checkpoint": str(ckpt)})
             elif self.step == 0:
