@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 
+from salesai.atomic import write_bytes_atomic
 from salesai.errors import SalesAIError
 
 if TYPE_CHECKING:
@@ -411,7 +412,7 @@ def tokenize_files(
         raise
     meta = {"key": key, "dtype": dtype, "num_tokens": num_tokens, "num_documents": num_docs,
             "vocab_size": vocab, **key_src}
-    _write_atomic(target.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    write_bytes_atomic(target.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     for stale in cache.glob(f"{name}-*.bin"):
         if stale != target and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{20}}", stale.stem):
             stale.unlink(missing_ok=True)
@@ -445,18 +446,6 @@ def _load_meta(target: Path, key: str) -> TokenFile | None:
     if not ok:
         return None
     return TokenFile(target, meta["dtype"], int(meta["num_tokens"]), int(meta["num_documents"]), key)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _document_batches(files: list[Path], batch_chars: int = 1 << 20) -> Iterator[tuple[list[str], int]]:

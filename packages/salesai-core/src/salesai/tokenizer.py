@@ -28,11 +28,11 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Union, cast
 
+from salesai.atomic import write_bytes_atomic
 from salesai.errors import SalesAIError
 
 # Reserved ids, identical in every tokenizer trained by salesai.
@@ -183,15 +183,7 @@ class Tokenizer:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         target = out / MODEL_FILENAME
-        fd, tmp = tempfile.mkstemp(prefix=".tokenizer.", suffix=".tmp", dir=out)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self._proto)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, self._proto)
         return target
 
     # ----------------------------------------------------------------------- encoding / decoding

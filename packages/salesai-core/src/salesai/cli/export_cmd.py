@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,18 +94,13 @@ def run_export(
     if not checkpoint.is_dir():
         raise SalesAIError(f"{checkpoint}: checkpoint directory not found")
 
-    from salesai.model.checkpoint import load_checkpoint, replace_dir
+    from salesai.atomic import atomic_dir
+    from salesai.model.checkpoint import load_checkpoint
 
     start = time.perf_counter()
     model, tokenizer = load_checkpoint(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         result = entry.factory(model, tokenizer, tmp, **options)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result_path = Path(result) if result is not None else out
     with contextlib.suppress(ValueError):  # a path inside the temp dir now lies inside `out`
         result_path = out / result_path.relative_to(tmp)

@@ -33,9 +33,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -45,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from salesai.atomic import atomic_dir
 from salesai.errors import SalesAIError
 from salesai.ort_runtime import MANIFEST_FILENAME
 
@@ -237,22 +235,6 @@ def _prepare_target(out_dir: Path, force: bool) -> None:
         raise SalesAIError(f"{out_dir}: directory exists and is not empty; pass --force to replace it")
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished temporary directory into place, replacing an old one only now."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_onnx(
     model: nn.Module,
     tokenizer: Any,
@@ -288,84 +270,76 @@ def export_onnx(
     cfg: Any = model.config
     say = progress or (lambda _msg: None)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary directory
     was_training = model.training
     try:
-        timings: dict[str, float] = {}
-        first = next(model.parameters())
-        on_cpu_fp32 = first.dtype == torch.float32 and first.device.type == "cpu"
-        src = model if on_cpu_fp32 else copy.deepcopy(model).float().cpu()  # export runs on CPU in fp32
-        src.eval()
-        graph = DecoderGraph(src).eval()
+        with atomic_dir(out_dir) as tmp:
+            timings: dict[str, float] = {}
+            first = next(model.parameters())
+            on_cpu_fp32 = first.dtype == torch.float32 and first.device.type == "cpu"
+            src = model if on_cpu_fp32 else copy.deepcopy(model).float().cpu()  # export runs on CPU in fp32
+            src.eval()
+            graph = DecoderGraph(src).eval()
 
-        say(f"exporting decoder ({exporter}, opset {opset})")
-        t0 = time.perf_counter()
-        export_decoder(graph, cfg, tmp / DECODER_FILE, opset, exporter)
-        external = sum(p.numel() * 4 for p in src.parameters()) > EXTERNAL_DATA_BYTES
-        graphs: dict[str, Any] = {"decoder": {"file": DECODER_FILE, "dtype": "float32"}}
-        if external or len(list(tmp.iterdir())) > 1:
-            graphs["decoder"]["external_data"] = externalize(tmp / DECODER_FILE)
-            external = True
-        timings["export_s"] = round(time.perf_counter() - t0, 3)
-        _check(tmp / DECODER_FILE)
-        graphs["decoder"].update(graph_io(tmp / DECODER_FILE))
-        encoders = _export_encoders(src, tmp)
-
-        verification: dict[str, Any] = {"performed": False}
-        if verify:
-            from salesai.export.onnx_verify import verify_decoder
-
-            say("verifying against PyTorch with ONNX Runtime")
+            say(f"exporting decoder ({exporter}, opset {opset})")
             t0 = time.perf_counter()
-            result = verify_decoder(graph, cfg, tmp / DECODER_FILE, threads=threads)
-            timings["verify_s"] = round(time.perf_counter() - t0, 3)
-            verification = {"performed": True, "tolerance": VERIFY_TOLERANCE, **result,
-                            "passed": result["max_abs_logit_diff"] <= VERIFY_TOLERANCE}
-            if not verification["passed"]:
-                raise SalesAIError(
-                    f"ONNX verification failed: max |logit diff| {result['max_abs_logit_diff']:.3g} "
-                    f"between PyTorch and ONNX Runtime exceeds {VERIFY_TOLERANCE:g} (nothing was written)"
-                )
+            export_decoder(graph, cfg, tmp / DECODER_FILE, opset, exporter)
+            external = sum(p.numel() * 4 for p in src.parameters()) > EXTERNAL_DATA_BYTES
+            graphs: dict[str, Any] = {"decoder": {"file": DECODER_FILE, "dtype": "float32"}}
+            if external or len(list(tmp.iterdir())) > 1:
+                graphs["decoder"]["external_data"] = externalize(tmp / DECODER_FILE)
+                external = True
+            timings["export_s"] = round(time.perf_counter() - t0, 3)
+            _check(tmp / DECODER_FILE)
+            graphs["decoder"].update(graph_io(tmp / DECODER_FILE))
+            encoders = _export_encoders(src, tmp)
 
-        quantization: dict[str, Any] | None = None
-        if quantize == "int8":
-            from salesai.export.onnx_verify import int8_weight_share, verify_decoder
+            verification: dict[str, Any] = {"performed": False}
+            if verify:
+                from salesai.export.onnx_verify import verify_decoder
 
-            say("quantising to int8 (ONNX Runtime dynamic quantisation)")
-            t0 = time.perf_counter()
-            quantize_int8(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE, external=external)
-            timings["quantize_s"] = round(time.perf_counter() - t0, 3)
-            _check(tmp / DECODER_INT8_FILE)
-            graphs["decoder_int8"] = {"file": DECODER_INT8_FILE, "dtype": "float32 (int8 weights)",
-                                      **graph_io(tmp / DECODER_INT8_FILE)}
-            if (tmp / (DECODER_INT8_FILE + ".data")).is_file():
-                graphs["decoder_int8"]["external_data"] = DECODER_INT8_FILE + ".data"
-            quantization = {
-                "method": "onnxruntime.quantization.quantize_dynamic",
-                "weight_type": INT8_WEIGHT_TYPE, "per_channel": INT8_PER_CHANNEL,
-                "op_types": ["MatMul", "Gather"], "file": DECODER_INT8_FILE,
-                "fp32_bytes": (tmp / DECODER_FILE).stat().st_size,
-                "int8_bytes": (tmp / DECODER_INT8_FILE).stat().st_size,
-                "weights": int8_weight_share(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE),
-            }
-            if verify:  # reported, never failing: int8 changes the numbers by design
-                result = verify_decoder(graph, cfg, tmp / DECODER_INT8_FILE, threads=threads)
-                quantization["verification"] = {"max_abs_logit_diff": result["max_abs_logit_diff"],
-                                                 "cases": result["cases"]}
+                say("verifying against PyTorch with ONNX Runtime")
+                t0 = time.perf_counter()
+                result = verify_decoder(graph, cfg, tmp / DECODER_FILE, threads=threads)
+                timings["verify_s"] = round(time.perf_counter() - t0, 3)
+                verification = {"performed": True, "tolerance": VERIFY_TOLERANCE, **result,
+                                "passed": result["max_abs_logit_diff"] <= VERIFY_TOLERANCE}
+                if not verification["passed"]:
+                    raise SalesAIError(
+                        f"ONNX verification failed: max |logit diff| {result['max_abs_logit_diff']:.3g} "
+                        f"between PyTorch and ONNX Runtime exceeds {VERIFY_TOLERANCE:g} (nothing was written)"
+                    )
 
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        manifest = _manifest(cfg, tokenizer, graphs, encoders, exporter, opset, quantization,
-                             verification, timings)
-        (tmp / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            quantization: dict[str, Any] | None = None
+            if quantize == "int8":
+                from salesai.export.onnx_verify import int8_weight_share, verify_decoder
+
+                say("quantising to int8 (ONNX Runtime dynamic quantisation)")
+                t0 = time.perf_counter()
+                quantize_int8(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE, external=external)
+                timings["quantize_s"] = round(time.perf_counter() - t0, 3)
+                _check(tmp / DECODER_INT8_FILE)
+                graphs["decoder_int8"] = {"file": DECODER_INT8_FILE, "dtype": "float32 (int8 weights)",
+                                          **graph_io(tmp / DECODER_INT8_FILE)}
+                if (tmp / (DECODER_INT8_FILE + ".data")).is_file():
+                    graphs["decoder_int8"]["external_data"] = DECODER_INT8_FILE + ".data"
+                quantization = {
+                    "method": "onnxruntime.quantization.quantize_dynamic",
+                    "weight_type": INT8_WEIGHT_TYPE, "per_channel": INT8_PER_CHANNEL,
+                    "op_types": ["MatMul", "Gather"], "file": DECODER_INT8_FILE,
+                    "fp32_bytes": (tmp / DECODER_FILE).stat().st_size,
+                    "int8_bytes": (tmp / DECODER_INT8_FILE).stat().st_size,
+                    "weights": int8_weight_share(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE),
+                }
+                if verify:  # reported, never failing: int8 changes the numbers by design
+                    result = verify_decoder(graph, cfg, tmp / DECODER_INT8_FILE, threads=threads)
+                    quantization["verification"] = {"max_abs_logit_diff": result["max_abs_logit_diff"],
+                                                     "cases": result["cases"]}
+
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            manifest = _manifest(cfg, tokenizer, graphs, encoders, exporter, opset, quantization,
+                                 verification, timings)
+            (tmp / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     finally:
         model.train(was_training)
     return out_dir

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from salesai.atomic import atomic_dir
 from salesai.errors import SalesAIError
 from salesai.model.config import ModelConfig
 
@@ -154,29 +154,11 @@ def save_checkpoint(path: str | Path, model: SalesAIModel, tokenizer: Any = None
 
     An existing directory at `path` is replaced as a whole (its other files are not kept).
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_pretrained(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Rename `src` to `dst`, replacing an existing `dst` with as short a gap as renames allow."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None) -> tuple[SalesAIModel, Any]:

@@ -15,7 +15,7 @@ Importing this package does not import torch; the checks import it when called.
 
 from __future__ import annotations
 
-from salesai.testing.cli import CliResult, run_cli
+from salesai.testing.cli import CliResult, installed_plugin, run_cli
 from salesai.testing.conformance import check_encoder, check_expert, check_exporter
 from salesai.testing.host import register_plugin
 from salesai.testing.samples import sample_png_bytes, sample_wav_bytes
@@ -27,6 +27,7 @@ __all__ = [
     "check_encoder",
     "check_expert",
     "check_exporter",
+    "installed_plugin",
     "register_plugin",
     "run_cli",
     "sample_png_bytes",

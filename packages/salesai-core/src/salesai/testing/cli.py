@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,15 @@ def run_cli(
         finally:
             sys.stdin = saved_stdin
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def installed_plugin(distribution: str) -> dict[str, Any]:
+    """The `salesai plugins --json` record of `distribution`; fails unless exactly one loaded cleanly."""
+    result = run_cli(["plugins", "--json"])
+    assert result.exit_code == 0, result.stderr
+    infos = [i for i in json.loads(result.stdout) if i["distribution"] == distribution]
+    assert len(infos) == 1, f"{distribution}: expected one plugin record, got {infos}"
+    info: dict[str, Any] = infos[0]
+    assert info["error"] is None, f"{distribution}: {info['error']}"
+    assert info["builtin"] is False
+    return info
