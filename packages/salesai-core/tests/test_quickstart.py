@@ -29,6 +29,24 @@ def test_cut_function_and_parse_scoring() -> None:
     assert not parses(cut_function(prompt, "    return (x +\n\nz = 1\n", finished=True))
     method = cut_function("def m(self):\n", "        return self.x\n    def n(self):\n", finished=True)
     assert parses(method)  # a body indented deeper than the dedented header still parses
+    in_class = cut_function("class A:\n    def m(self):\n        \"\"\"Doc.\"\"\"\n",
+                            "        return 1\n\n    def n(self):\n", finished=True)
+    assert in_class == "class A:\n    def m(self):\n        \"\"\"Doc.\"\"\"\n        return 1\n"
+    assert parses(in_class)
+    # a body deeper than its docstring is an indentation error, as Python says
+    assert not parses(cut_function("def m(self):\n    \"\"\"Doc.\"\"\"\n", "        return 1\n", finished=True))
+
+
+def test_contextual_prompt_puts_methods_in_their_class(tmp_path: Path) -> None:
+    from salesai.data import heldout_signatures
+    from salesai.quickstart import contextual_prompt
+
+    src = tmp_path / "m.py"
+    src.write_text("class Box:\n    def get(self, key):\n        \"\"\"Return key.\"\"\"\n        x = 1\n"
+                   "        return self.items[key]\n\n\ndef top(a):\n    b = a\n    return b\n")
+    sigs = {s.name: s for s in heldout_signatures([src], n=5, include_docstring=True)}
+    assert contextual_prompt(sigs["get"]) == 'class Box:\n    def get(self, key):\n        """Return key."""\n'
+    assert contextual_prompt(sigs["top"]) == "def top(a):\n"
 
 
 def test_thread_tuner_follows_the_faster_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from salesai.errors import SalesAIError
+from salesai.sampling import check_sampling
 
 MANIFEST_FILENAME = "manifest.json"
 VARIANTS = ("fp32", "int8")
@@ -307,7 +308,7 @@ class OrtGenerator:
         rows, _ = _rows(prompts)
         ids, mask = left_pad(rows, self.pad_id)
         batch, width = ids.shape
-        _check_options(width, dec.max_seq_len, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+        check_sampling(width, dec.max_seq_len, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
         self.stats = GenerationStats(prompt_tokens=int(mask.sum()))
         if max_new_tokens == 0:
             return
@@ -408,23 +409,6 @@ def load_tokenizer(path: Path) -> Any:
     from salesai.tokenizer import Tokenizer
 
     return Tokenizer.from_pretrained(path)
-
-
-def _check_options(width: int, limit: int, max_new_tokens: int, temperature: float, top_k: int | None,
-                   top_p: float | None, repetition_penalty: float) -> None:
-    if max_new_tokens < 0:
-        raise SalesAIError(f"max_new_tokens={max_new_tokens} must be >= 0")
-    if width + max_new_tokens > limit:
-        raise SalesAIError(f"prompt ({width} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-                           f"model's max_seq_len ({limit})")
-    if temperature < 0:
-        raise SalesAIError(f"temperature={temperature} must be >= 0 (0 = greedy)")
-    if top_k is not None and top_k < 0:
-        raise SalesAIError(f"top_k={top_k} must be >= 0 (0 or None = off)")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise SalesAIError(f"top_p={top_p} must be in (0, 1]")
-    if repetition_penalty <= 0:
-        raise SalesAIError(f"repetition_penalty={repetition_penalty} must be > 0 (1.0 = off)")
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,14 +70,16 @@ def unigram_baseline(tokens: np.ndarray, vocab_size: int) -> dict[str, float]:
 
 
 def cut_function(prompt: str, completion: str, finished: bool) -> str:
-    """prompt + completion up to the end of the function: the first non-blank line indented less than
-    the body (whose indent is that of the first body line after the `def` line).
+    """prompt + completion up to the end of the function: the first non-blank line indented less
+    than its body (the indent of the first line after the `def` line, in the prompt or not).
 
-    If the model never closed the function and stopped at the token limit, its last line may be cut
-    mid-way and is dropped.
+    The prompt holds one `def` line (after an optional `class X:` line) and maybe a docstring.
+    If the model never closed the function and stopped at the token limit, its last line may be
+    cut mid-way and is dropped.
     """
     lines = (prompt + completion).split("\n")
-    start = 1  # the body starts after the one-line `def` header (the prompt may hold a docstring)
+    header = next((i for i, x in enumerate(lines) if x.lstrip().startswith(("def ", "async def "))), 0)
+    start = header + 1
     body_indent = next((len(x) - len(x.lstrip()) for x in lines[start:] if x.strip()), 1)
     end, closed = len(lines), False
     for i in range(len(prompt.rstrip("\n").split("\n")), len(lines)):
@@ -87,6 +90,22 @@ def cut_function(prompt: str, completion: str, finished: bool) -> str:
     if not closed and not finished and len(body) > start:
         body = body[:-1]
     return "\n".join(body).rstrip() + "\n"
+
+
+def contextual_prompt(sig: Any) -> str:
+    """The held-out function as its file has it: a method goes inside a stub of its class
+    (`class Name:` + the indented `def` line and docstring), so the model sees the indentation
+    it learned; a top-level function stays as it is."""
+    try:
+        tree = ast.parse(Path(sig.path).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return str(sig.prompt)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.lineno == sig.line:
+                    return f"class {node.name}:\n" + textwrap.indent(sig.prompt, "    ")
+    return str(sig.prompt)
 
 
 def parses(code: str) -> bool:
@@ -333,7 +352,8 @@ def _complete_signatures(model: Any, tok: Any, files: list[Path], opts: Quicksta
     sigs = heldout_signatures(files, n=opts.num_samples, seed=0, include_docstring=True)
     out = []
     for sig in sigs:
-        ids = tok.encode(sig.prompt, add_bos=True)[-(model.config.max_seq_len - opts.max_new_tokens):]
+        prompt = contextual_prompt(sig)
+        ids = tok.encode(prompt, add_bos=True)[-(model.config.max_seq_len - opts.max_new_tokens):]
         with torch.no_grad():
             gen = model.generate(torch.tensor([ids]), max_new_tokens=opts.max_new_tokens, temperature=0.0,
                                  repetition_penalty=1.1, stop_token_ids=[tok.eos_id])
@@ -341,9 +361,9 @@ def _complete_signatures(model: Any, tok: Any, files: list[Path], opts: Quicksta
         finished = tok.eos_id in new or len(new) < opts.max_new_tokens
         new = new[: new.index(tok.eos_id)] if tok.eos_id in new else new
         completion = tok.decode(new)
-        code = cut_function(sig.prompt, completion, finished)
-        body = code[len(sig.prompt):] if code.startswith(sig.prompt) else completion
-        out.append({"name": sig.name, "source": f"{sig.path.name}:{sig.line}", "prompt": sig.prompt,
+        code = cut_function(prompt, completion, finished)
+        body = code[len(prompt):] if code.startswith(prompt) else completion
+        out.append({"name": sig.name, "source": f"{sig.path.name}:{sig.line}", "prompt": prompt,
                     "completion": body, "parses": bool(body.strip()) and parses(code)})  # empty: a failure
     return out
 
@@ -385,7 +405,7 @@ def print_report(report: dict[str, Any]) -> None:
     """The human-readable report on stdout."""
     from rich.console import Console
 
-    c = Console(highlight=False)
+    c = Console(highlight=False, soft_wrap=True)
     v, b, tr = report["validation"], report["unigram_baseline"], report["training"]
     comp, ex, onnx, paths = report["completions"], report["experts"], report["onnx"], report["paths"]
     c.print("[bold]salesai quickstart: report[/bold]")

@@ -23,6 +23,7 @@ import torch
 
 from salesai.errors import SalesAIError
 from salesai.model.cache import StaticKVCache
+from salesai.sampling import check_sampling
 
 
 def _prepare(
@@ -96,26 +97,6 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
-def _check(model: Any, width: int, max_new_tokens: int, temperature: float, top_k: int | None,
-           top_p: float | None, repetition_penalty: float) -> None:
-    limit = model.config.max_seq_len
-    if max_new_tokens < 0:
-        raise SalesAIError(f"max_new_tokens={max_new_tokens} must be >= 0")
-    if width + max_new_tokens > limit:
-        raise SalesAIError(
-            f"prompt ({width} tokens) + max_new_tokens ({max_new_tokens}) "
-            f"exceeds the model's max_seq_len ({limit})"
-        )
-    if temperature < 0:
-        raise SalesAIError(f"temperature={temperature} must be >= 0 (0 = greedy)")
-    if top_k is not None and top_k < 0:
-        raise SalesAIError(f"top_k={top_k} must be >= 0 (0 or None = off)")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise SalesAIError(f"top_p={top_p} must be in (0, 1]")
-    if repetition_penalty <= 0:
-        raise SalesAIError(f"repetition_penalty={repetition_penalty} must be > 0 (1.0 = off)")
-
-
 def _tokens(
     model: Any,
     input_ids: Any,
@@ -135,7 +116,7 @@ def _tokens(
     stops = {cfg.eos_token_id} if stop_token_ids is None else set(stop_token_ids)
     ids, mask = _prepare(model, input_ids, attention_mask, pad)
     b, t = ids.shape
-    _check(model, t, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+    check_sampling(t, model.config.max_seq_len, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     if max_new_tokens == 0:
         return
     generator = None
