@@ -34,7 +34,8 @@ def test_cut_function_and_parse_scoring() -> None:
     assert in_class == "class A:\n    def m(self):\n        \"\"\"Doc.\"\"\"\n        return 1\n"
     assert parses(in_class)
     # a body deeper than its docstring is an indentation error, as Python says
-    assert not parses(cut_function("def m(self):\n    \"\"\"Doc.\"\"\"\n", "        return 1\n", finished=True))
+    deeper = cut_function("def m(self):\n    \"\"\"Doc.\"\"\"\n", "        return 1\n", finished=True)
+    assert not parses(deeper)
 
 
 def test_contextual_prompt_puts_methods_in_their_class(tmp_path: Path) -> None:
@@ -45,7 +46,8 @@ def test_contextual_prompt_puts_methods_in_their_class(tmp_path: Path) -> None:
     src.write_text("class Box:\n    def get(self, key):\n        \"\"\"Return key.\"\"\"\n        x = 1\n"
                    "        return self.items[key]\n\n\ndef top(a):\n    b = a\n    return b\n")
     sigs = {s.name: s for s in heldout_signatures([src], n=5, include_docstring=True)}
-    assert contextual_prompt(sigs["get"]) == 'class Box:\n    def get(self, key):\n        """Return key."""\n'
+    expected = 'class Box:\n    def get(self, key):\n        """Return key."""\n'
+    assert contextual_prompt(sigs["get"]) == expected
     assert contextual_prompt(sigs["top"]) == "def top(a):\n"
 
 

@@ -269,7 +269,7 @@ def _clean_previous_run(out: Path) -> None:
 
 def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:
     """Time kept back for evaluation, completions, the final checkpoint and the export."""
-    reserve = 8.0 + opts.num_samples * opts.max_new_tokens * 0.012 + (20.0 if opts.export else 0.0)
+    reserve = 6.0 + opts.num_samples * opts.max_new_tokens * 0.005 + (8.0 if opts.export else 0.0)
     return min(reserve, 0.4 * budget)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from salesai.atomic import replace_dir
 from salesai.errors import SalesAIError
 
 STATE_DIR = "trainer_state"
@@ -194,13 +195,7 @@ def commit_checkpoint(tmp: Path, out_dir: Path, step: int, keep_last: int) -> Pa
     """fsync the temporary directory, rename it to step-XXXXXX, repoint `latest`, prune old ones."""
     fsync_tree(tmp)
     final = out_dir / step_dir_name(step)
-    if final.exists():  # a re-save of the same step (e.g. a resumed run finishing where it stopped)
-        trash = out_dir / f".tmp-old-{step_dir_name(step)}-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir(tmp, final)  # (replaces a re-save of the same step as a whole)
     _fsync_dir(out_dir)
     write_text_atomic(out_dir / LATEST, final.name + "\n")
     prune(out_dir, keep_last, protect=final.name)
