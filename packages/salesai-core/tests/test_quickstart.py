@@ -87,10 +87,11 @@ def test_quickstart_tiny_budget_reports_everything(tmp_path: Path) -> None:
     assert tr["precision"] in ("fp32", "bf16") and tr["threads"] == 1
     assert math.isfinite(tr["final_train_loss"])
     comp = report["completions"]
-    assert comp["count"] == 8 and 0.0 <= comp["parse_rate"] <= 1.0
+    assert 4 <= comp["count"] <= 16 and 0.0 <= comp["parse_rate"] <= 1.0  # 16, or all the small corpus has
     samples = [json.loads(x) for x in Path(comp["file"]).read_text().splitlines()]
-    assert len(samples) == 8 and all(s["prompt"].startswith(("def ", "async def ")) for s in samples)
-    assert sum(s["parses"] for s in samples) / 8 == comp["parse_rate"]
+    assert len(samples) == comp["count"]
+    assert all(s["prompt"].lstrip().startswith(("def ", "async def ", "class ")) for s in samples)
+    assert sum(s["parses"] for s in samples) / len(samples) == comp["parse_rate"]
     experts = report["experts"]
     assert len(experts["per_layer"]) == report["model"]["num_layers"]
     assert all(sum(layer["share"]) == pytest.approx(1.0, abs=0.01) for layer in experts["per_layer"])

@@ -53,7 +53,7 @@ class QuickstartOptions:
     threads: int | None = None  # torch threads; None = min(2, cores)
     precision: str = "auto"  # auto / fp32 / bf16 for training
     max_corpus_bytes: int | None = 12_000_000  # cap on stdlib bytes (None: the whole library)
-    num_samples: int = 8  # completions of held-out signatures
+    num_samples: int = 16  # completions of held-out signatures
     max_new_tokens: int = 96  # tokens generated per completion
     export: bool = True  # ONNX export + parity when an `onnx` exporter is registered
     model: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_MODEL))  # ModelConfig overrides
