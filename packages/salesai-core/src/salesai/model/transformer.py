@@ -291,10 +291,13 @@ class SalesAIModel(nn.Module):
             raise SalesAIError(
                 f"labels: expected shape {tuple(logits.shape[:2])} (as input_ids), got {tuple(labels.shape)}"
             )
-        target = labels[:, 1:]  # (B, T-1)
+        # Shift the labels, not the logits: slicing the logits would copy all of them (B*T*V).
+        target = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T), last position predicts nothing
         if attention_mask is not None:
-            target = target.masked_fill(attention_mask[:, p + 1:] == 0, -100)
-        flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
+            target[:, :-1].masked_fill_(attention_mask[:, p + 1:] == 0, -100)  # padding labels
+        flat = logits.reshape(-1, logits.shape[-1])  # (B*T, V), a view
+        if flat.dtype != torch.float32:
+            flat = flat.float()
         total = F.cross_entropy(flat, target.reshape(-1), ignore_index=-100, reduction="sum")
         count = (target != -100).sum().clamp_min(1)
         return total / count
