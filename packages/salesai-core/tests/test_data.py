@@ -13,6 +13,7 @@ import pytest
 
 from salesai import data
 from salesai.data import DataPosition, PackedDataset
+from salesai.data_inspect import inspect_data
 from salesai.errors import SalesAIError
 from salesai.testing import ByteTokenizer, run_cli
 
@@ -289,7 +290,7 @@ def jsonl(tmp_path: Path) -> Path:
 
 
 def test_inspect_reports_problems_with_lines(jsonl: Path) -> None:
-    report = data.inspect_data(jsonl, tokenizer=ByteTokenizer())
+    report = inspect_data(jsonl, tokenizer=ByteTokenizer())
     assert [(p.line, p.kind) for p in report.problems] == [(3, "missing_image"), (5, "empty_record"),
                                                           (6, "malformed_json")]
     assert "dog.png" in report.problems[0].message
@@ -305,7 +306,7 @@ def test_inspect_detects_modalities_without_metadata(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text('{"text": "x", "audio": "a.wav"}\n')
     (tmp_path / "a.wav").write_bytes(b"RIFF")
-    report = data.inspect_data(f)
+    report = inspect_data(f)
     assert report.modalities == ["text", "audio"] and report.modalities_source == "detected"
     assert report.problems == [] and report.tokens is None
 
