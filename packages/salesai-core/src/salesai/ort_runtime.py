@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,30 +374,6 @@ class OrtGenerator:
             shown = text
 
 
-def cli_backend(source: Path, opts: Any, variant: str = "fp32") -> Callable[[list[int]], Iterator[int]]:
-    """Loader for `salesai generate DIR --backend onnxruntime[-int8]`: load once, return a runner.
-
-    `opts` is the CLI's GenerateOptions (max_new_tokens, temperature, top_k, top_p,
-    repetition_penalty, seed, threads, stop_token_ids); threads None = ONNX Runtime's default.
-    The runner maps prompt ids to the generated ids, streamed.
-    """
-    gen = OrtGenerator.from_export(source, variant=variant, threads=opts.threads or 0)
-
-    def run(prompt_ids: list[int]) -> Iterator[int]:
-        return gen.stream(
-            prompt_ids,
-            max_new_tokens=opts.max_new_tokens,
-            temperature=opts.temperature,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            repetition_penalty=opts.repetition_penalty,
-            stop_token_ids=opts.stop_token_ids,
-            seed=opts.seed,
-        )
-
-    return run
-
-
 def load_tokenizer(path: Path) -> Any:
     """The export's tokenizer: SentencePiece (`salesai.Tokenizer`, no torch) or the test ByteTokenizer."""
     if not path.is_file():
@@ -416,7 +392,6 @@ __all__ = [
     "OrtDecoder",
     "OrtGenerator",
     "apply_repetition_penalty",
-    "cli_backend",
     "left_pad",
     "load_tokenizer",
     "positions",

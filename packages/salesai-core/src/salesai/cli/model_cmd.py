@@ -37,6 +37,10 @@ class GenerateOptions:
     threads: int | None = None
     stop_token_ids: list[int] | None = None  # None = the model's eos
 
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments every engine's `stream` takes (all but `threads`)."""
+        return {k: v for k, v in vars(self).items() if k != "threads"}
+
 
 Runner = Callable[[list[int]], Iterator[int]]  # prompt ids -> generated ids, as produced
 
@@ -51,31 +55,19 @@ def _torch_backend(source: Path, opts: GenerateOptions) -> Runner:
         torch.set_num_threads(opts.threads)
     model = load_pretrained(source)
 
-    def run(prompt_ids: list[int]) -> Iterator[int]:
-        return model.stream(
-            prompt_ids,
-            max_new_tokens=opts.max_new_tokens,
-            temperature=opts.temperature,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            repetition_penalty=opts.repetition_penalty,
-            stop_token_ids=opts.stop_token_ids,
-            seed=opts.seed,
-        )
-
-    return run
+    return lambda prompt_ids: model.stream(prompt_ids, **opts.sampling())
 
 
-def _onnxruntime_backend(source: Path, opts: GenerateOptions) -> Runner:
-    from salesai.ort_runtime import cli_backend  # numpy + onnxruntime + sentencepiece, no torch
+def _onnxruntime_backend(source: Path, opts: GenerateOptions, variant: str = "fp32") -> Runner:
+    """Load an ONNX export once; numpy + onnxruntime + sentencepiece only, no torch import."""
+    from salesai.ort_runtime import OrtGenerator
 
-    return cli_backend(source, opts)
+    gen = OrtGenerator.from_export(source, variant=variant, threads=opts.threads or 0)
+    return lambda prompt_ids: gen.stream(prompt_ids, **opts.sampling())
 
 
 def _onnxruntime_int8_backend(source: Path, opts: GenerateOptions) -> Runner:
-    from salesai.ort_runtime import cli_backend
-
-    return cli_backend(source, opts, variant="int8")
+    return _onnxruntime_backend(source, opts, variant="int8")
 
 
 # name -> loader(source, options) -> runner. Other backends add themselves here
