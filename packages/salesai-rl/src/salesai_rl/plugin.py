@@ -1,6 +1,19 @@
-"""Registers nothing yet: the RL agents (DQN family, GRPO, DPO) and `salesai rl` arrive with a later issue.
+"""The salesai-rl plugin: registers the RL agents and the `salesai rl` command group.
 
-This is the module the `salesai` entry point of salesai-rl names. Until the components
-exist it implements no hook, so `salesai plugins` lists the distribution, its version
-and this line, with nothing registered: no stub pretends to work.
+This is the module the `salesai` entry point of salesai-rl names. It stays tiny and imports
+nothing heavy: agent classes import torch and gymnasium inside their methods.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+import salesai
+
+
+@salesai.hookimpl
+def register_commands(app: Any) -> None:
+    """`salesai rl ...` (agents, train, eval and the LM RL commands)."""
+    from salesai_rl.cli import make_app
+
+    app.add_typer(make_app(), name="rl")
