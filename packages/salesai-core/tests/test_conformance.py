@@ -1,4 +1,4 @@
-"""Every registered expert, encoder and exporter passes the salesai.testing conformance checks.
+"""Every registered expert, encoder, exporter and reward passes the salesai.testing conformance checks.
 
 Parametrised over the registries (timm style): a component is tested by being registered,
 whichever distribution provides it. In the core's own test session that is the built-ins;
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from salesai.plugins import registry
-from salesai.testing import ByteTokenizer, check_encoder, check_expert, check_exporter
+from salesai.testing import ByteTokenizer, check_encoder, check_expert, check_exporter, check_reward
 
 torch.set_num_threads(1)
 
@@ -52,3 +52,9 @@ def test_exporter_conforms(
 ) -> None:
     model, tokenizer = tiny_model_and_tokenizer
     check_exporter(registry("exporters").get(name), model, tokenizer, tmp_path)
+
+
+@pytest.mark.parametrize("name", _names("rewards"))
+def test_reward_conforms(name: str) -> None:
+    entry = registry("rewards").entry(name)
+    check_reward(entry.factory, **entry.metadata.get("test_options", {}))

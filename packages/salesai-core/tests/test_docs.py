@@ -19,6 +19,7 @@ from salesai.testing import (
     check_encoder,
     check_expert,
     check_exporter,
+    check_reward,
     register_plugin,
     run_cli,
 )
@@ -58,6 +59,7 @@ def test_there_are_hookspecs() -> None:
         "register_encoders",
         "register_agents",
         "register_exporters",
+        "register_rewards",
         "register_commands",
     }
 
@@ -120,6 +122,13 @@ def test_agent_example_runs() -> None:
     with register_plugin(_example_module("register_agents")):
         agent = registry("agents").get("random")(num_actions=3, seed=1)
         assert {agent.act(None) for _ in range(50)} == {0, 1, 2}
+
+
+def test_reward_example_runs() -> None:
+    with register_plugin(_example_module("register_rewards")) as info:
+        assert info.registered == {"rewards": ["ends-with-period"]}
+        reward = check_reward(registry("rewards").get("ends-with-period"))
+        assert reward(["q", "q"], ["Yes.", "no"], answer=["a", "b"]) == [1.0, 0.0]
 
 
 def test_command_example_runs() -> None:

@@ -275,7 +275,7 @@ def test_load_plugins_empty_loads_none_but_builtins_stay(
     entry_points.append(ep)
     monkeypatch.setenv("SALESAI_LOAD_PLUGINS", "")
     infos = infos_by_dist()
-    assert set(infos) == {"salesai-core:salesai.builtin.experts", "salesai-core:salesai.builtin.exporters"}
+    assert set(infos) == {f"salesai-core:{m}" for m in plugins.BUILTIN_MODULES}
     assert ep.loads == 0
     assert "swiglu" in plugins.registry("experts") and "linear" not in plugins.registry("experts")
 

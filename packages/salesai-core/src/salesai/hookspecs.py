@@ -39,5 +39,10 @@ def register_exporters(register: Register) -> None:
 
 
 @hookspec
+def register_rewards(register: Register) -> None:
+    """Register LM RL rewards: `factory(**options) -> reward(prompts, completions, **fields) -> scores`."""
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add sub-commands or command groups to the `salesai` typer app."""

@@ -21,7 +21,7 @@ Environment:
 - `SALESAI_STRICT_PLUGINS=1`: re-raise plugin errors instead of reporting them.
 - `SALESAI_TRACE_PLUGINS=1`: print every hook call to stderr (pluggy's hook-call tracing).
 
-This module is not a general plugin framework: it knows the four registry kinds of
+This module is not a general plugin framework: it knows the registry kinds of
 `salesai.hookspecs` plus commands, nothing else.
 """
 
@@ -41,7 +41,7 @@ from salesai.errors import PluginError
 
 GROUP = "salesai"
 CORE_DIST = "salesai-core"
-BUILTIN_MODULES = ("salesai.builtin.experts", "salesai.builtin.exporters")
+BUILTIN_MODULES = ("salesai.builtin.experts", "salesai.builtin.exporters", "salesai.builtin.rewards")
 
 # kind -> hook name
 KINDS: dict[str, str] = {
@@ -49,6 +49,7 @@ KINDS: dict[str, str] = {
     "encoders": "register_encoders",
     "agents": "register_agents",
     "exporters": "register_exporters",
+    "rewards": "register_rewards",
 }
 
 # Names that first-party packages provide, for the `pip install` hint on unknown names.
@@ -63,6 +64,7 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
     },
     "exporters": {},
     "experts": {},
+    "rewards": {},
 }
 # Where a whole kind comes from first-party packages, the hint for any unknown name of it.
 KIND_PACKAGES: dict[str, str] = {
@@ -452,7 +454,7 @@ def reset() -> None:
 
 
 def registry(kind: str) -> Registry:
-    """The registry for `kind` ("experts", "encoders", "agents", "exporters")."""
+    """The registry for `kind` ("experts", "encoders", "agents", "exporters", "rewards")."""
     if kind not in KINDS:
         raise PluginError(f"unknown plugin kind {kind!r}; expected one of {', '.join(KINDS)}")
     return host().registries[kind]

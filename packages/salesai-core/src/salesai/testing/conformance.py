@@ -1,4 +1,4 @@
-"""Conformance checks: the contract every registered expert, encoder and exporter must meet.
+"""Conformance checks: the contract every registered expert, encoder, exporter and reward must meet.
 
 Each check builds the component from its factory, exercises the public contract of
 `docs/plugins/hooks.md` on tiny inputs, and raises `AssertionError` naming the first
@@ -250,3 +250,55 @@ def check_exporter(
         raise AssertionError(f"{check}: an unknown option {GARBAGE_OPTION}=1 was accepted silently")
     model.train(training)
     return result
+
+
+# Prompt records for `check_reward`: (prompt, completion, answer), plus an unrelated extra field.
+REWARD_SAMPLES = (
+    ("12+7=", "19", "19"),
+    ("3*4=", "11", "12"),
+    ("def f(x):", "\n    return x\n", "x"),
+    ("", "", ""),
+)
+
+
+def check_reward(factory: Callable[..., Any], **options: Any) -> Any:
+    """Check an LM RL reward: `factory(**options) -> reward`, where
+    `reward(prompts, completions, **fields) -> list[float | None]`.
+
+    Checks: the reward is callable; on a batch of 4 records (fields `answer` and an unrelated
+    `source`, which it must accept and may ignore) it returns a list of 4 entries, each a
+    finite float (an int is accepted) or None, not every one None; the same call gives the
+    same list; an empty batch gives []; it leaves its inputs unchanged; the factory refuses
+    an unknown option (`SalesAIError`, or `TypeError` from a keyword-only signature).
+    Returns the reward.
+    """
+    import math
+
+    check = "check_reward"
+    reward = factory(**options)
+    _require(callable(reward), check, f"factory returned {type(reward).__name__}, which is not callable")
+    prompts = [p for p, _, _ in REWARD_SAMPLES]
+    completions = [c for _, c, _ in REWARD_SAMPLES]
+    fields = {"answer": [a for _, _, a in REWARD_SAMPLES], "source": ["check_reward"] * len(REWARD_SAMPLES)}
+    before = (list(prompts), list(completions), {k: list(v) for k, v in fields.items()})
+    scores = reward(prompts, completions, **fields)
+    _require(isinstance(scores, list), check, f"returned {type(scores).__name__}, expected a list")
+    n = len(prompts)
+    _require(len(scores) == n, check, f"returned {len(scores)} scores for {n} completions")
+    for i, score in enumerate(scores):
+        ok = score is None or (
+            isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
+        )
+        _require(ok, check, f"score {i} is {score!r}, expected a finite float or None")
+    _require(any(s is not None for s in scores), check, "every score is None")
+    _require(reward(prompts, completions, **fields) == scores, check, "two calls on the same batch differ")
+    _require((prompts, completions, fields) == before, check, "the reward changed its inputs")
+    empty = reward([], [], **{k: [] for k in fields})
+    _require(empty == [], check, f"an empty batch gave {empty!r}, expected []")
+    try:
+        factory(**options, **{GARBAGE_OPTION: 1})
+    except (TypeError, ValueError):  # SalesAIError is a ValueError
+        pass
+    else:
+        raise AssertionError(f"{check}: an unknown option {GARBAGE_OPTION}=1 was accepted silently")
+    return reward
