@@ -100,7 +100,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import salesai
-    from salesai.trainer import cpu_bf16_speedup, resolve_precision
+    from salesai.train.trainer import cpu_bf16_speedup, resolve_precision
 
     overrides: dict[str, Any] = {"num_layers": 2} if args.quick else {}
     batch = args.batch or (2 if args.quick else 8)

@@ -1,4 +1,4 @@
-"""Data: sources, the stdlib corpus, held-out signatures, the token cache, packing, inspect."""
+"""Data: sources, the stdlib corpus, held-out signatures, the token cache, the data ordering, inspect."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from salesai import data
-from salesai.data import DataPosition, PackedDataset
-from salesai.data_inspect import inspect_data
+from salesai.data import SampleOrder, TokenSequences
+from salesai.data import tokens as data_tokens
+from salesai.data.inspection import inspect_data
 from salesai.errors import SalesAIError
 from salesai.testing import ByteTokenizer, run_cli
 
@@ -202,74 +202,9 @@ def test_chunked_encoding_matches_whole_documents(tmp_path: Path, monkeypatch: p
     text = "".join(f"def f{i}(x):\n    return x + {i}  # ünï 🙂\n\n" for i in range(200))
     (tmp_path / "doc.py").write_text(text)
     tok = Tokenizer.train(iter([text]), vocab_size=400, num_threads=1, verbose=False)
-    monkeypatch.setattr(data, "_ENCODE_CHUNK_CHARS", 50)
+    monkeypatch.setattr(data_tokens, "_ENCODE_CHUNK_CHARS", 50)
     tf = data.tokenize_files(tmp_path / "doc.py", tok, tmp_path / "cache")
     assert tf.tokens().tolist() == tok.encode(text, add_bos=True, add_eos=True)
-
-
-# ----------------------------------------------------------------------------- packed dataset
-def test_packed_windows_unshuffled() -> None:
-    tokens = np.arange(103, dtype=np.uint16)
-    ds = PackedDataset(tokens, seq_len=10, shuffle=False)
-    assert len(ds) == 10  # (103 - 1) // 10 windows of 11 tokens
-    x, y = ds[0]
-    assert x.tolist() == list(range(10)) and y.tolist() == list(range(1, 11))
-    assert x.dtype == np.int64 and ds[3][0][0] == 30 and ds[9][1][-1] == 100
-    batch = next(ds.batches(4))
-    assert batch.input_ids.shape == (4, 10) and batch.labels.shape == (4, 10)
-    assert batch.windows.shape == (4, 11)
-    assert batch.position == DataPosition(0, 4)
-    with pytest.raises(SalesAIError, match="too few for one window"):
-        PackedDataset(np.arange(5), seq_len=10)
-
-
-def test_deterministic_shuffling() -> None:
-    tokens = np.arange(2001)
-    a = PackedDataset(tokens, 10, seed=1)
-    b = PackedDataset(tokens, 10, seed=1)
-    c = PackedDataset(tokens, 10, seed=2)
-    assert np.array_equal(a.order(0), b.order(0))
-    assert not np.array_equal(a.order(0), c.order(0))
-    assert not np.array_equal(a.order(0), a.order(1))  # a new permutation each epoch
-    assert sorted(a.order(0).tolist()) == list(range(200))  # every window once per epoch
-    assert [x.tolist() for x, _ in a] == [x.tolist() for x, _ in b]
-
-
-def test_resume_from_position_is_exact() -> None:
-    tokens = np.arange(1001)
-    ds = PackedDataset(tokens, 10, seed=3)  # 100 windows; batches of 8: 12 per epoch
-    straight = list(ds.batches(8, epochs=3))
-    assert len(straight) == 36
-    assert straight[11].position == DataPosition(1, 0)  # the tail of 4 windows is skipped
-    stopped_after = 17
-    resumed = list(PackedDataset(tokens, 10, seed=3).batches(8, start=straight[stopped_after - 1].position,
-                                                             epochs=2))
-    assert straight[stopped_after - 1].position == DataPosition(1, 40)
-    assert len(resumed) == 36 - stopped_after
-    for a, b in zip(straight[stopped_after:], resumed, strict=True):
-        assert np.array_equal(a.input_ids, b.input_ids) and a.position == b.position
-    # A position survives a round trip through JSON (trainer_state).
-    pos = straight[5].position
-    assert DataPosition.from_dict(json.loads(json.dumps(pos.to_dict()))) == pos
-
-
-def test_sharding_is_disjoint_and_matches_single_process() -> None:
-    tokens = np.arange(3001)
-    world = 3
-    ranks = [PackedDataset(tokens, 10, seed=4, rank=r, world_size=world) for r in range(world)]
-    single = PackedDataset(tokens, 10, seed=4)
-    assert {len(r) for r in ranks} == {100}
-    shares = [{int(x[0]) // 10 for x, _ in r} for r in ranks]  # window ids seen by each rank
-    assert all(not shares[i] & shares[j] for i in range(world) for j in range(i + 1, world))
-    assert set().union(*shares) == set(range(300))
-    # The ranks' batch k together are the single process's batch k of batch_size * world.
-    per_rank = [list(r.batches(4, epochs=1)) for r in ranks]
-    for k, big in enumerate(single.batches(4 * world, epochs=1)):
-        together = np.concatenate([per_rank[r][k].input_ids for r in range(world)])
-        assert sorted(map(tuple, together.tolist())) == sorted(map(tuple, big.input_ids.tolist()))
-        assert {per_rank[r][k].position for r in range(world)} == {big.position}
-    with pytest.raises(SalesAIError, match="rank 3 of world_size 3"):
-        PackedDataset(tokens, 10, rank=3, world_size=3)
 
 
 # ------------------------------------------------------------------------------------- inspect
@@ -338,8 +273,9 @@ def test_stdlib_pipeline_end_to_end(tmp_path: Path) -> None:
     first = split.train[0].read_text(encoding="utf-8")
     n = len(tok.encode(first)) + 2
     assert tok.decode(train.tokens()[:n]) == first  # lossless
-    ds = PackedDataset(train, seq_len=128, seed=0)
-    batch = next(ds.batches(4))
-    assert batch.input_ids.shape == (4, 128) and int(batch.input_ids.max()) < len(tok)
+    seqs = TokenSequences(train.tokens(), 128)
+    order = SampleOrder(len(seqs), seed=0)
+    batch = seqs.batch([order(i) for i in range(4)])  # (4, 128)
+    assert batch.shape == (4, 128) and int(batch.max()) < len(tok)
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == [
         "train", "train", "validation", "validation"]

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import salesai
-from salesai.trainer import TrainConfig, Trainer
+from salesai.train.trainer import TrainConfig, Trainer
 
 SCRIPT = """
 import json, sys, torch

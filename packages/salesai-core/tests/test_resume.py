@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import salesai
-from salesai import train_state as S
-from salesai.trainer import TrainConfig, Trainer
+from salesai.train import state as S
+from salesai.train.trainer import TrainConfig, Trainer
 
 TOKENS_SEED = 0
 

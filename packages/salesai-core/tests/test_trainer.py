@@ -12,13 +12,12 @@ import pytest
 import torch
 
 import salesai
-from salesai import distributed as D
+from salesai.data import SampleOrder, TokenSequences
 from salesai.errors import SalesAIError
 from salesai.testing import run_cli
-from salesai.train_config import TrainConfig, load_run_config, run_config_from_dict
-from salesai.trainer import (
-    SampleOrder,
-    TokenSequences,
+from salesai.train import distributed as D
+from salesai.train.config import TrainConfig, load_run_config, run_config_from_dict
+from salesai.train.trainer import (
     Trainer,
     evaluate,
     lr_at,
@@ -137,14 +136,6 @@ def test_token_sequences_overlap_by_one_token() -> None:
     assert seqs[0].dtype == torch.int64
     with pytest.raises(SalesAIError, match="no complete sequence of 10 tokens"):
         TokenSequences(np.arange(5), 10)
-
-
-def test_token_sequences_reads_packed_dataset() -> None:
-    from salesai.data import PackedDataset
-
-    ds = PackedDataset(np.arange(200, dtype=np.uint16), 15)  # windows of 16
-    seqs = TokenSequences(ds, 16)
-    assert len(seqs) == ds.num_windows and seqs[2].tolist() == list(range(30, 46))
 
 
 def test_sample_order_shards_like_one_big_batch() -> None:

@@ -17,8 +17,8 @@ _LAZY: dict[str, str] = {
     "ModelConfig": "salesai.model.config",
     "SalesAIModel": "salesai.model.transformer",
     "Tokenizer": "salesai.tokenizer",
-    "Trainer": "salesai.trainer",
-    "TrainConfig": "salesai.trainer",
+    "Trainer": "salesai.train.trainer",
+    "TrainConfig": "salesai.train.config",
     "SalesAIError": "salesai.errors",
 }
 

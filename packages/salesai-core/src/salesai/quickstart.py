@@ -128,8 +128,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     from salesai.model.config import ModelConfig
     from salesai.model.transformer import SalesAIModel
     from salesai.tokenizer import Tokenizer
-    from salesai.train_config import TrainConfig
-    from salesai.trainer import Trainer, resolve_device, resolve_precision
+    from salesai.train.config import TrainConfig
+    from salesai.train.trainer import Trainer, resolve_device, resolve_precision
 
     t_start = time.perf_counter()
     budget = opts.minutes * 60.0
@@ -257,7 +257,7 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
 
 def _clean_previous_run(out: Path) -> None:
     """A re-run starts a new model; the token cache is kept (keyed, reused when still valid)."""
-    from salesai import train_state as S
+    from salesai.train import state as S
 
     for ckpt in S.list_checkpoints(out):
         shutil.rmtree(ckpt, ignore_errors=True)

@@ -17,7 +17,7 @@ def inspect(
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Records, modalities, sizes and problems (with line numbers) of PATHS."""
-    from salesai.data_inspect import inspect_data
+    from salesai.data.inspection import inspect_data
 
     tok = None
     if tokenizer is not None:

@@ -44,8 +44,8 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a model on your data (a tokenizer too, unless --tokenizer is given)."""
-    from salesai.train_config import RunConfig, load_run_config
-    from salesai.training_run import train_from_files
+    from salesai.train.config import RunConfig, load_run_config
+    from salesai.train.run import train_from_files
 
     run = load_run_config(config) if config is not None else RunConfig(preset=preset or "base")
     if config is not None and preset is not None:
@@ -80,7 +80,7 @@ def eval_cmd(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validation loss, perplexity and expert usage of a checkpoint on some data."""
-    from salesai.training_run import evaluate_checkpoint
+    from salesai.train.run import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, batch_size=batch_size, seq_len=seq_len,
                                  max_batches=max_batches, threads=threads, precision=precision)

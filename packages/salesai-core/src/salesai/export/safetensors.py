@@ -27,7 +27,7 @@ def export_safetensors(model: torch.nn.Module, tokenizer: Any, out_dir: Path, dt
     from safetensors.torch import save_file
 
     from salesai import __version__
-    from salesai.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, weights_state_dict
+    from salesai.model.weights import CONFIG_FILE, WEIGHTS_FILE, weights_state_dict
 
     if options:
         unknown = ", ".join(sorted(options))

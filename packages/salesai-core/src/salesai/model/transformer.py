@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salesai.errors import SalesAIError
+from salesai.model import weights as W
 from salesai.model.attention import Attention, causal_mask
 from salesai.model.cache import StaticKVCache
 from salesai.model.config import ModelConfig
@@ -397,16 +398,21 @@ class SalesAIModel(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config.json + model.safetensors into `path` (each file replaced atomically)."""
-        from salesai.model.checkpoint import save_pretrained
-
-        return save_pretrained(self, path)
+        return W.save_pretrained(self, path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> SalesAIModel:
         """Load a checkpoint directory (config.json + model.safetensors); nothing is unpickled."""
-        from salesai.model.checkpoint import load_pretrained
-
-        return load_pretrained(path, device=device)
+        d = Path(path)
+        cfg = W.read_config(d)
+        tensors = W.read_weights(d / W.WEIGHTS_FILE)
+        with torch.device("meta"):
+            model = cls(cfg)
+        model = model.to_empty(device="cpu")
+        model.init_rope()
+        W.load_state(model, tensors, d / W.WEIGHTS_FILE)
+        model.eval()
+        return model.to(device) if device is not None else model
 
 
 __all__ = ["Block", "ModelOutput", "SalesAIModel"]

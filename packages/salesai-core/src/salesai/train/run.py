@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from salesai.errors import SalesAIError
-from salesai.train_config import RunConfig
+from salesai.train.config import RunConfig
 
 Log = Callable[[str], None]
 VAL_FRACTION = 0.02  # validation share of the token stream when no --val data is given
@@ -40,7 +40,7 @@ def split_tokens(tokens: np.ndarray, seq_len: int,
 
 
 def _barrier(info: Any) -> None:
-    from salesai import distributed as D
+    from salesai.train import distributed as D
 
     D.barrier(info)
 
@@ -51,13 +51,13 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
     """Train from text files; returns a summary dict on rank 0 (None on other ranks)."""
     import torch
 
-    from salesai import distributed as D
-    from salesai import train_state as S
     from salesai.data import resolve_sources, tokenize_files
     from salesai.model.config import ModelConfig
     from salesai.model.transformer import SalesAIModel
     from salesai.tokenizer import Tokenizer
-    from salesai.trainer import Trainer, resolve_device
+    from salesai.train import distributed as D
+    from salesai.train import state as S
+    from salesai.train.trainer import Trainer, resolve_device
 
     cfg = run.training
     out = Path(cfg.out_dir)
@@ -139,11 +139,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
     """Mean next-token loss, perplexity and expert usage of a checkpoint on some text."""
     import torch
 
-    from salesai import train_state as S
     from salesai.data import tokenize_files
     from salesai.model.transformer import SalesAIModel
     from salesai.tokenizer import Tokenizer
-    from salesai.trainer import TokenSequences, evaluate, resolve_device, resolve_precision
+    from salesai.train import state as S
+    from salesai.train.trainer import TokenSequences, evaluate, resolve_device, resolve_precision
 
     if threads:
         torch.set_num_threads(threads)

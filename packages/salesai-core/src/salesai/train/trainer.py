@@ -3,13 +3,14 @@
     trainer = Trainer(model, TrainConfig(max_steps=1000, out_dir="runs/x"), train_data, val_data, tokenizer)
     result = trainer.fit(resume=True)          # continues from out_dir/latest when there is one
 
-Data: any sequence of fixed-length token sequences (`len(ds)`, `ds[i]` -> ids, e.g. data.py's
-PackedDataset) or one flat 1-D token array (cut into `seq_len` windows). The Trainer owns the
-order: the global sample stream is an endless series of seeded epoch permutations, and optimizer
-step `s` consumes samples `[s*G, (s+1)*G)` (G = batch_size * grad_accum * world_size); micro-batch
+Data: any sequence of fixed-length token sequences (`len(ds)`, `ds[i]` -> ids) or one flat 1-D
+token array (cut into `seq_len` windows), read through `salesai.data.windows`. The Trainer owns
+the order (`SampleOrder`, the one data ordering): the global sample stream is an endless series
+of seeded epoch permutations, and optimizer step `s` consumes samples `[s*G, (s+1)*G)`
+(G = batch_size * grad_accum * world_size); micro-batch
 `m` of rank `r` takes chunk `m*world + r`. The data position is therefore the step itself, which
 makes resume exact and gives 1 process with accumulation or a larger batch the same batches as
-N processes. Under `torchrun` the model is wrapped in DistributedDataParallel (salesai.distributed).
+N processes. Under `torchrun` the model is wrapped in DistributedDataParallel (salesai.train.distributed).
 
 References: nanoGPT `train.py` (loop, decay groups, schedule), litgpt `pretrain.py`. Not here:
 model code, tokenisation, FSDP, mixed fp16 loss scaling (bf16 needs none).
@@ -35,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salesai import distributed as D
-from salesai import train_state as S
+from salesai.data.windows import SampleOrder, TokenSequences
 from salesai.errors import SalesAIError
-from salesai.train_config import TrainConfig
+from salesai.train import distributed as D
+from salesai.train import state as S
+from salesai.train.config import TrainConfig
 
 __all__ = ["TokenSequences", "TrainConfig", "TrainResult", "Trainer", "evaluate", "lr_at"]
 
@@ -128,71 +130,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
-
-
-# ------------------------------------------------------------------------------------------ data
-class TokenSequences:
-    """Adapter: fixed-length (T,) int64 sequences from a flat token array or a dataset of sequences.
-
-    A flat 1-D array (data.py's memory-mapped token file) is cut into windows of `seq_len` tokens
-    that overlap by one token, so every token but the first is a prediction target exactly once
-    (the model shifts labels inside). data.py's `PackedDataset` is read through its `window()`s
-    (its own order/sharding is not used: the Trainer's order is what makes resume exact).
-    Any other sequence of token lists/arrays/tensors works too; longer items are cut to `seq_len`.
-    """
-
-    def __init__(self, data: Any, seq_len: int) -> None:
-        self.seq_len = seq_len
-        self._flat: Any = None
-        self._data: Any = None
-        if isinstance(data, (torch.Tensor, np.ndarray)) and data.ndim == 1:
-            self._flat = data
-            self._len = max(0, (len(data) - 1) // (seq_len - 1)) if len(data) >= seq_len else 0
-        elif hasattr(data, "window") and hasattr(data, "num_windows"):  # data.PackedDataset
-            self._data, self._len = data, int(data.num_windows)
-            self._get = lambda i: data.window(i)
-        elif hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-            self._data, self._len = data, len(data)
-            self._get = lambda i: data[i]
-        else:
-            raise SalesAIError(f"training data: expected a token array or a dataset of sequences, "
-                               f"got {type(data).__name__}")
-        if self._len == 0:
-            raise SalesAIError(f"training data: no complete sequence of {seq_len} tokens (too little data?)")
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if self._flat is not None:
-            start = i * (self.seq_len - 1)
-            window = self._flat[start : start + self.seq_len]  # (T,)
-            return torch.as_tensor(np.asarray(window, dtype=np.int64))
-        item = self._get(i)
-        if isinstance(item, dict):
-            item = item.get("input_ids", item.get("ids"))
-        elif isinstance(item, tuple):  # (input_ids, labels) pairs
-            item = item[0]
-        ids = torch.as_tensor(np.asarray(item, dtype=np.int64)).reshape(-1)
-        return ids[: self.seq_len]
-
-    def batch(self, indices: list[int]) -> torch.Tensor:
-        return torch.stack([self[i] for i in indices])  # (B, T)
-
-
-class SampleOrder:
-    """The endless global sample stream: epoch e is a permutation seeded by (seed, e)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed = n, seed
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def __call__(self, global_index: int) -> int:
-        epoch, offset = divmod(global_index, self.n)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        return int(self._perm[offset])
 
 
 def micro_indices(step: int, micro: int, cfg: TrainConfig, info: D.DistInfo, order: SampleOrder) -> list[int]:
@@ -460,7 +397,6 @@ class Trainer:
     def _seed(self) -> None:
         import random
 
-        import numpy as np
 
         seed = self.config.seed + self.info.rank
         torch.manual_seed(seed)

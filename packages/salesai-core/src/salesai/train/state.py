@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -35,10 +34,11 @@ import torch
 
 from salesai.atomic import replace_dir
 from salesai.errors import SalesAIError
+from salesai.model.checkpoint import LATEST, list_checkpoints
+from salesai.model.checkpoint import latest_checkpoint as latest_checkpoint  # re-exported
+from salesai.model.checkpoint import resolve_checkpoint as resolve_checkpoint  # re-exported
 
 STATE_DIR = "trainer_state"
-LATEST = "latest"
-_STEP_RE = re.compile(r"^step-(\d{6,})$")
 
 
 def step_dir_name(step: int) -> str:
@@ -202,45 +202,11 @@ def commit_checkpoint(tmp: Path, out_dir: Path, step: int, keep_last: int) -> Pa
     return final
 
 
-def list_checkpoints(out_dir: Path) -> list[Path]:
-    """Complete step-XXXXXX directories, oldest first."""
-    if not out_dir.is_dir():
-        return []
-    found = [p for p in out_dir.iterdir() if p.is_dir() and _STEP_RE.match(p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
 def prune(out_dir: Path, keep_last: int, protect: str | None = None) -> None:
     ckpts = list_checkpoints(out_dir)
     for old in ckpts[: max(0, len(ckpts) - keep_last)]:
         if old.name != protect:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
-    """The checkpoint `latest` points to; the newest step directory if the pointer is missing."""
-    root = Path(out_dir)
-    pointer = root / LATEST
-    if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        if _STEP_RE.match(name) and (root / name / "config.json").is_file():
-            return root / name
-    ckpts = [c for c in list_checkpoints(root) if (c / "config.json").is_file()]
-    return ckpts[-1] if ckpts else None
-
-
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint directory itself, or a run directory (follows `latest`)."""
-    p = Path(path)
-    if (p / "config.json").is_file():
-        return p
-    if p.is_dir():
-        found = latest_checkpoint(p)
-        if found is not None:
-            return found
-        raise SalesAIError(f"{p}: no checkpoint found (expected config.json, or a run directory with "
-                           "step-*/ checkpoints)")
-    raise SalesAIError(f"{p}: no such checkpoint directory")
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor],

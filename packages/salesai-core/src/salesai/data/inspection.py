@@ -13,15 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salesai.data import (
-    MEDIA_KEYS,
-    PathLike,
-    TokenizerLike,
-    is_metadata,
-    iter_jsonl,
-    read_text,
-    resolve_sources,
-)
+from salesai.data.sources import MEDIA_KEYS, PathLike, is_metadata, iter_jsonl, read_text, resolve_sources
+from salesai.data.tokens import TokenizerLike
 
 
 @dataclass

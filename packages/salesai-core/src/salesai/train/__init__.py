@@ -1,0 +1,35 @@
+"""Training: the Trainer, its config, its checkpoint state, the file-to-Trainer glue and torchrun plumbing.
+
+    config.py       TrainConfig (optimizer, schedule, batch, precision), RunConfig (model + training + data)
+    trainer.py      Trainer.fit(): the loop, evaluation, schedule, precision, progress
+    state.py        trainer checkpoints: step-XXXXXX/ directories, `latest`, exact-resume state
+    run.py          `salesai train` / `salesai eval`: files on disk -> tokenizer, data, model -> Trainer
+    distributed.py  torchrun process groups (gloo on CPU, nccl on GPU)
+
+Names are imported lazily (`import salesai.train` does not import torch).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Trainer": "salesai.train.trainer",
+    "TrainResult": "salesai.train.trainer",
+    "TrainConfig": "salesai.train.config",
+    "RunConfig": "salesai.train.config",
+    "load_run_config": "salesai.train.config",
+    "evaluate": "salesai.train.trainer",
+    "lr_at": "salesai.train.trainer",
+    "train_from_files": "salesai.train.run",
+    "evaluate_checkpoint": "salesai.train.run",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'salesai.train' has no attribute {name!r}")
