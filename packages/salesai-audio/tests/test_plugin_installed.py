@@ -10,4 +10,5 @@ def test_plugin_is_installed() -> None:
     info = installed_plugin("salesai-audio")
     assert info["name"] == "audio"
     assert info["version"] == salesai_audio.__version__
-    assert info["registered"] or info["description"].startswith("Registers nothing yet")
+    assert info["registered"] == {"encoders": ["audio"], "commands": ["audio"]}
+    assert info["error"] is None

@@ -1,6 +1,35 @@
-"""Registers nothing yet: the log-mel audio encoder and WAV I/O (encoder `audio`) arrive with a later issue.
+"""The salesai-audio plugin: registers the `audio` encoder and the `salesai audio` command group.
 
-This is the module the `salesai` entry point of salesai-audio names. Until the components
-exist it implements no hook, so `salesai plugins` lists the distribution, its version
-and this line, with nothing registered: no stub pretends to work.
+This is the module the `salesai` entry point of salesai-audio names. It stays tiny and imports
+nothing heavy: torch is imported when an encoder is built, scipy when a clip is resampled.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+import salesai
+
+
+def audio(**options: Any) -> Any:
+    """Factory of the `audio` encoder (options: the fields of `salesai_audio.AudioEncoderConfig`)."""
+    from salesai_audio.encoder import build_audio_encoder
+
+    return build_audio_encoder(**options)
+
+
+@salesai.hookimpl
+def register_encoders(register: Any) -> None:
+    register(
+        "audio",
+        audio,
+        description="Whisper log-mel, 1-D conv stack (stride = audio patch, 4), transformer; modality audio",
+    )
+
+
+@salesai.hookimpl
+def register_commands(app: Any) -> None:
+    """`salesai audio make-data` (and `transcribe`)."""
+    from salesai_audio.cli import make_app
+
+    app.add_typer(make_app(), name="audio")
