@@ -168,7 +168,7 @@ def test_training_lowers_loss_and_writes_metrics_and_checkpoints(tmp_path: Path)
     assert {"loss", "aux_loss", "lr", "grad_norm", "tokens", "tokens_per_s"} <= set(train[0])
     assert train[-1]["tokens"] == 30 * 4 * 32
     assert [r["step"] for r in evals] == [15, 30]
-    assert evals[-1]["val_ppl"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
+    assert evals[-1]["val_perplexity"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
     assert evals[-1]["val_loss"] < evals[0]["val_loss"]
     usage = evals[-1]["expert_usage"]
     assert len(usage) == 2 and sum(usage[0]["share"]) == pytest.approx(1.0)
@@ -261,7 +261,7 @@ def test_cli_train_then_eval(tmp_path: Path) -> None:
     assert ev.exit_code == 0, ev.stderr
     result = json.loads(ev.stdout)
     assert result["checkpoint"].endswith("step-000008")
-    assert result["val_ppl"] == pytest.approx(math.exp(result["val_loss"]))
+    assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]))
     assert len(result["expert_usage"]) == 2
 
 

@@ -219,7 +219,7 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     model_keys = ("vocab_size", "hidden_dim", "num_layers", "num_heads", "num_kv_heads", "intermediate_dim",
                   "num_experts", "top_k")
     report: dict[str, Any] = {
-        "validation": {"loss": final.get("val_loss"), "perplexity": final.get("val_ppl"),
+        "validation": {"loss": final.get("val_loss"), "perplexity": final.get("val_perplexity"),
                        "tokens": final.get("val_tokens")},
         "unigram_baseline": baseline,
         "training": {

@@ -95,7 +95,9 @@ def run_export(
         raise SalesAIError(f"{checkpoint}: checkpoint directory not found")
 
     from salesai.atomic import atomic_dir
-    from salesai.model.checkpoint import load_checkpoint
+    from salesai.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint, notice=True)
 
     start = time.perf_counter()
     model, tokenizer = load_checkpoint(checkpoint)

@@ -130,6 +130,10 @@ def generate(
     loader = _backend(backend)
     if not checkpoint.exists():
         raise SalesAIError(f"{checkpoint}: checkpoint directory not found")
+    if backend == "torch":  # (the ONNX Runtime backends read an export directory, without torch)
+        from salesai.model.checkpoint import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint, notice=True)
     text = sys.stdin.read() if prompt == "-" else prompt
     tok = Tokenizer.from_pretrained(tokenizer_path or checkpoint)
     ids = tok.encode(text, add_bos=not no_bos)
@@ -180,17 +184,20 @@ def describe(source: str) -> dict[str, Any]:
     """Facts about a checkpoint directory, a model config file or a preset name (no weights loaded)."""
     import torch
 
-    from salesai.model.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, read_config
+    from salesai.model.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, read_config, resolve_checkpoint
     from salesai.model.config import PRESETS, ModelConfig
     from salesai.model.transformer import SalesAIModel
+    from salesai.model.weights import check_weights_file
 
     path = Path(source)
     weights = tokenizer = None
     if path.is_dir():
+        path = resolve_checkpoint(path, notice=True)
         cfg = read_config(path)
         kind = "checkpoint"
         if (path / WEIGHTS_FILE).is_file():
             weights = path / WEIGHTS_FILE
+            check_weights_file(weights)  # a truncated file fails here, not later when loading
         if (path / TOKENIZER_FILE).is_file():
             tokenizer = path / TOKENIZER_FILE
     elif path.is_file():

@@ -64,7 +64,7 @@ def train(
     lines = [f"trained {summary['steps']} steps ({summary['tokens']:,} tokens, "
              f"{summary['tokens_per_s']:,.0f} tokens/s, {summary['precision']})"]
     if "val_loss" in ev:
-        lines.append(f"validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f}")
+        lines.append(f"validation loss {ev['val_loss']:.4f}, perplexity {ev['val_perplexity']:.2f}")
     lines += [f"checkpoint: {summary['checkpoint']}", f"metrics: {summary['metrics']}"]
     typer.echo("\n".join(lines))
 
@@ -87,7 +87,7 @@ def eval_cmd(
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"loss {result['val_loss']:.4f}  perplexity {result['val_ppl']:.2f}  "
+    typer.echo(f"loss {result['val_loss']:.4f}  perplexity {result['val_perplexity']:.2f}  "
                f"({result['val_tokens']:,} tokens, checkpoint {result['checkpoint']})")
     usage = result.get("expert_usage")
     if usage:

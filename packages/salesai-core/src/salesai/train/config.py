@@ -184,6 +184,17 @@ class RunConfig:
     preset: str | None = None  # model preset name (ModelConfig.from_name); None = model section is complete
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     training: TrainConfig = field(default_factory=TrainConfig)  # validated TrainConfig
+    explicit: frozenset[str] = frozenset()  # training keys the config file set (the rest are defaults)
+
+    def fit_to_model(self, hidden_dim: int) -> TrainConfig:
+        """The training settings with the peak learning rate of the model's width where the config
+        file left it at its default (small models train well at higher rates, see `default_lr`)."""
+        changes: dict[str, Any] = {}
+        if "lr" not in self.explicit:
+            changes["lr"] = default_lr(hidden_dim)
+            if "min_lr" not in self.explicit:
+                changes["min_lr"] = changes["lr"] / 10
+        return self.training.replace(**changes) if changes else self.training
 
     def model_config(self, **overrides: Any) -> Any:
         """Build the ModelConfig (validated by ModelConfig itself)."""
@@ -247,8 +258,26 @@ def run_config_from_dict(data: dict[str, Any], where: str = "config") -> RunConf
     model = data.get("model") or {}
     if not isinstance(model, dict):
         raise SalesAIError(f"{where}.model: expected a mapping of ModelConfig fields, got {model!r}")
-    training = TrainConfig.from_dict(data.get("training") or {}, where=f"{where}.training")
-    return RunConfig(preset=preset, model=dict(model), training=training)
+    section = data.get("training") or {}
+    training = TrainConfig.from_dict(section, where=f"{where}.training")
+    return RunConfig(preset=preset, model=dict(model), training=training, explicit=frozenset(section))
+
+
+def default_lr(hidden_dim: int) -> float:
+    """Peak AdamW learning rate by model width: 2e-3 up to 256 wide (the `tiny` preset and the
+    quickstart model), 1e-3 up to 512 (`base`), 3e-4 above (as for GPT-2-small-sized models)."""
+    return 2e-3 if hidden_dim <= 256 else 1e-3 if hidden_dim <= 512 else 3e-4
+
+
+def fit_schedule(cfg: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """Warmup cut to at most a tenth of `max_steps`, so a short run reaches its peak learning rate
+    and runs its cosine decay; returns the config and a notice when the warmup was cut."""
+    cap = cfg.max_steps // 10
+    if cfg.warmup_steps <= cap:
+        return cfg, None
+    notice = (f"notice: warmup_steps {cfg.warmup_steps} cut to {cap} (a tenth of max_steps "
+              f"{cfg.max_steps}) so the learning rate reaches its peak and decays within the run")
+    return dataclasses.replace(cfg, warmup_steps=cap), notice
 
 
 def load_run_config(path: str | os.PathLike[str]) -> RunConfig:

@@ -92,6 +92,7 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
         if len(tok) != model_cfg.vocab_size:
             say(f"notice: model vocab_size set to the tokenizer's {len(tok)} (was {model_cfg.vocab_size})")
             model_cfg = model_cfg.replace(vocab_size=len(tok))
+    cfg = run.fit_to_model(model_cfg.hidden_dim)  # (the same on resume: the width is the checkpoint's)
     if cfg.seq_len > model_cfg.max_seq_len:
         raise SalesAIError(f"training.seq_len {cfg.seq_len}: expected <= the model's max_seq_len "
                            f"{model_cfg.max_seq_len}")
@@ -147,7 +148,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
 
     if threads:
         torch.set_num_threads(threads)
-    ckpt = S.resolve_checkpoint(checkpoint)
+    ckpt = S.resolve_checkpoint(checkpoint, notice=True)
     model = SalesAIModel.from_pretrained(ckpt)
     tok = Tokenizer.from_pretrained(ckpt)
     seq_len = seq_len or min(256, model.config.max_seq_len)
@@ -164,5 +165,5 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
                       resolve_precision(precision, device))
     result["checkpoint"] = str(ckpt)
     result["seq_len"] = seq_len
-    result["val_ppl"] = math.exp(min(result["val_loss"], 50.0))
+    result["val_perplexity"] = math.exp(min(result["val_loss"], 50.0))
     return result

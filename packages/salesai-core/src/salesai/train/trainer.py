@@ -40,7 +40,7 @@ from salesai.data.windows import SampleOrder, TokenSequences
 from salesai.errors import SalesAIError
 from salesai.train import distributed as D
 from salesai.train import state as S
-from salesai.train.config import TrainConfig
+from salesai.train.config import TrainConfig, fit_schedule
 
 __all__ = ["TokenSequences", "TrainConfig", "TrainResult", "Trainer", "evaluate", "lr_at"]
 
@@ -190,7 +190,7 @@ def evaluate(model: nn.Module, data: TokenSequences, batch_size: int, max_batche
     total = D.all_reduce_sum(total, info)
     net.train(was_training)
     loss = float(total[0] / total[1].clamp(min=1))
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(total[1]),
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_tokens": int(total[1]),
             "expert_usage": expert_usage(net)}
 
 
@@ -214,6 +214,7 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: Any, val_data: Any = None,
                  tokenizer: Any = None, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> None:
+        config, schedule_notice = fit_schedule(config)
         self.config = config
         self.device = resolve_device(config.device)
         self.info = D.init_distributed(self.device.type)
@@ -238,6 +239,8 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.show_progress = progress and self.info.is_main
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        if schedule_notice:
+            self.log(schedule_notice)
 
     # -- logging -------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -387,7 +390,8 @@ class Trainer:
         record = {"kind": "eval", "step": self.step, **self.evaluate()}
         self.write_metrics(record)
         if "val_loss" in record:
-            msg = f"step {self.step}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}"
+            msg = (f"step {self.step}: val loss {record['val_loss']:.4f}, "
+                   f"perplexity {record['val_perplexity']:.2f}")
             if bar is not None and bar.active:
                 bar.print(msg)
             else:
