@@ -1,0 +1,140 @@
+"""Run directories of LM RL: checkpoints, trainer state, metrics, resume.
+
+Layout, as `salesai train` writes it (so `salesai generate/export/serve RUN_DIR` take the
+latest checkpoint as it is):
+
+    OUT/step-000100/config.json, model.safetensors, tokenizer.model   <- a plain checkpoint
+    OUT/step-000100/trainer_state/optimizer.safetensors, state.json    <- for --resume
+    OUT/latest                                                         <- name of the newest
+    OUT/metrics.jsonl                                                  <- one JSON object per step
+    OUT/run.json                                                       <- the run's config
+
+Each checkpoint is built in a temporary sibling and renamed into place, then `latest` is
+replaced atomically: a crash (or a reward that raises) leaves the last checkpoint intact.
+Nothing is unpickled: optimizer tensors are safetensors, the rest JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salesai.atomic import atomic_dir, write_text_atomic
+from salesai.errors import SalesAIError
+
+STATE_DIR = "trainer_state"
+LATEST = "latest"
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    out_dir: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep_last: int = 2,
+) -> Path:
+    """Write OUT/step-XXXXXX atomically (model, tokenizer, trainer state), point `latest` at it, prune."""
+    from safetensors.torch import save_file
+
+    target = out_dir / step_name(step)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        ts = tmp / STATE_DIR
+        ts.mkdir()
+        tensors, meta = _flatten_optimizer(optimizer)
+        save_file(tensors, str(ts / "optimizer.safetensors"))
+        (ts / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
+    write_text_atomic(out_dir / LATEST, target.name + "\n")
+    if keep_last > 0:
+        steps = sorted(p for p in out_dir.glob("step-*") if p.is_dir() and p.name != target.name)
+        for old in steps[: max(0, len(steps) - (keep_last - 1))]:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def latest(out_dir: Path) -> Path | None:
+    """The checkpoint `latest` points to, or None for a run without one."""
+    pointer = out_dir / LATEST
+    if not pointer.is_file():
+        return None
+    ckpt = out_dir / pointer.read_text(encoding="utf-8").strip()
+    return ckpt if (ckpt / STATE_DIR / "state.json").is_file() else None
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    """The JSON trainer state of a checkpoint written by `save_checkpoint`."""
+    path = ckpt / STATE_DIR / "state.json"
+    if not path.is_file():
+        raise SalesAIError(f"{ckpt}: no {STATE_DIR}/state.json (not an LM RL checkpoint; cannot resume)")
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path, state: dict[str, Any]) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(ckpt / STATE_DIR / "optimizer.safetensors"))
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+
+
+class Metrics:
+    """OUT/metrics.jsonl: one JSON object per line; on resume, lines past the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            path.write_text("")
+        elif path.is_file():
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def check_out_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse to start a fresh run over an existing one (ask for --resume instead)."""
+    if not resume and (out_dir / LATEST).exists():
+        raise SalesAIError(f"{out_dir}: already holds a run; pass --resume to continue it, or another --out")
+    if resume and latest(out_dir) is None:
+        raise SalesAIError(f"{out_dir}: --resume found no checkpoint to continue from")
+
+
+__all__ = ["Metrics", "check_out_dir", "latest", "load_state", "restore_optimizer", "save_checkpoint"]
