@@ -12,6 +12,14 @@ import salesai
 
 
 @salesai.hookimpl
+def register_agents(register: Any) -> None:
+    """The value-based agents of salesai-rl."""
+    from salesai_rl.agents.dqn import DQNAgent
+
+    register("dqn", DQNAgent, description="DQN, Rainbow switches: dueling, double Q, PER, n-step, novelty")
+
+
+@salesai.hookimpl
 def register_commands(app: Any) -> None:
     """`salesai rl ...` (agents, train, eval and the LM RL commands)."""
     from salesai_rl.cli import make_app
