@@ -47,7 +47,8 @@ def test_token_count_is_frames_over_patch(patch: int) -> None:
 def test_example_input_and_preprocess_spec() -> None:
     encoder = build_audio_encoder(**SMALL)
     example = encoder.example_input()
-    assert example.shape == (80, 100) and torch.isfinite(example).all()
+    assert example.shape == (1, 80, 100) and torch.isfinite(example).all()
+    assert encoder(example).shape == (1, 25, 32)
     spec = json.loads(json.dumps(encoder.preprocess_spec()))  # JSON-ready for the ONNX manifest
     assert spec["sample_rate"] == 16000 and spec["output_tokens"] == 25
     assert spec["input"]["shape"] == ["batch", 80, 100]
@@ -63,6 +64,27 @@ def test_preprocess_pads_with_silence_and_accepts_arrays() -> None:
     assert features.shape == (80, 100)
     torch.testing.assert_close(features, encoder.preprocess(sample_wav_bytes()), atol=1e-2, rtol=0)  # 16-bit
     assert float(features[:, 40:].max()) == pytest.approx(float(features.max()) - 2.0)  # silence: the floor
+
+
+@pytest.mark.parametrize("source", ["wav", "long", "array"])
+def test_numpy_preprocessing_equals_torch(tmp_path, source: str) -> None:
+    from salesai_audio.io import encode_wav
+    from salesai_audio.plugin import preprocess_numpy
+
+    encoder = build_audio_encoder(**SMALL)
+    rng = np.random.default_rng(0)
+    if source == "wav":
+        item = sample_wav_bytes()
+    elif source == "long":  # 1.5 s at 44.1 kHz stereo: resampled, mixed, truncated to the 1 s window
+        path = tmp_path / "long.wav"
+        path.write_bytes(encode_wav(0.3 * rng.standard_normal((66150, 2)), 44100, 16))
+        item = path
+    else:
+        item = (0.2 * rng.standard_normal(9000)).astype(np.float32)
+    spec = json.loads(json.dumps(encoder.preprocess_spec()))  # as read back from a manifest
+    ours = preprocess_numpy(item, spec)
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float32 and ours.shape == (80, 100)
+    np.testing.assert_allclose(ours, encoder.preprocess(item).numpy(), atol=2e-5, rtol=0)
 
 
 def test_long_clip_refused_when_configured() -> None:
@@ -122,3 +144,19 @@ def test_patch_2_equals_whisper_encoder() -> None:
     n_ours = sum(p.numel() for p in ours.parameters())
     n_ref = sum(p.numel() for n, p in reference.named_parameters() if "embed_positions" not in n)
     assert n_ours == n_ref
+
+
+def test_numpy_preprocessing_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from salesai.testing import sample_wav_bytes\n"
+        "from salesai_audio.plugin import preprocess_numpy\n"
+        "spec = {'sample_rate': 16000, 'window_seconds': 1.0,\n"
+        "        'features': {'n_mels': 80, 'n_fft': 400, 'hop_length': 160}}\n"
+        "print(preprocess_numpy(sample_wav_bytes(), spec).shape, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "(80, 100) False"

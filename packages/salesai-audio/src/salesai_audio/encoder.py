@@ -195,9 +195,9 @@ class AudioEncoder(nn.Module):
         )
 
     def example_input(self) -> torch.Tensor:
-        """One preprocessed item of the right shape (n_mels, window_frames): a short 440 Hz tone."""
+        """A batch of one preprocessed clip, (1, n_mels, window_frames): a quarter second of 440 Hz."""
         t = torch.arange(self.cfg.sample_rate // 4) / self.cfg.sample_rate
-        return self.preprocess((0.5 * torch.sin(2 * math.pi * 440.0 * t)).numpy())
+        return self.preprocess((0.5 * torch.sin(2 * math.pi * 440.0 * t)).numpy())[None]
 
     def preprocess_spec(self) -> dict[str, Any]:
         """How `preprocess` turns a file into the forward input, for programs that re-implement it."""
@@ -207,6 +207,7 @@ class AudioEncoder(nn.Module):
             "input": {"name": "features", "shape": ["batch", c.n_mels, c.window_frames], "dtype": "float32"},
             "output_tokens": c.num_tokens,
             "channels": "mean of all channels (mono)",
+            "formats": "WAV (PCM 8/16/24/32-bit, float 32/64-bit); FLAC and OGG through libsndfile",
             "sample_rate": c.sample_rate,
             "resample": "polyphase FIR (scipy.signal.resample_poly, Kaiser window 5.0)",
             "window_seconds": c.max_seconds,

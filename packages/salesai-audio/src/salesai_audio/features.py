@@ -9,6 +9,10 @@ log10 clamped at 1e-10, per-clip clamp to 8 decades below the clip's maximum, th
 transformers `WhisperFeatureExtractor` (equal to 1e-4 on the same audio: a test), librosa
 `filters.mel` (the filterbank).
 
+Frames that lie wholly in trailing silence (the zero padding up to the window) are not
+transformed: their power is exactly zero, so they are filled in, which gives the same numbers
+and makes a 3 s clip in a 30 s window about ten times cheaper than the full window.
+
 What it is not: no dithering, no zero-mean/unit-variance normalisation (Whisper uses neither),
 no padding: the caller pads to the model's window first (Whisper pads to 30 s with zeros).
 """
@@ -75,24 +79,66 @@ def log_mel(
 ) -> torch.Tensor:
     """Whisper log-mel features of waveforms: (B, S) -> (B, n_mels, S // hop); (S,) -> (n_mels, S // hop)."""
     import torch
+    import torch.nn.functional as F
 
     single = waveforms.dim() == 1
     x = waveforms.float()
     x = x[None] if single else x  # (B, S)
-    window = torch.hann_window(n_fft, device=x.device)  # periodic, as in Whisper
-    stft = torch.stft(
-        x, n_fft, hop_length, window=window, center=True, pad_mode="reflect", return_complex=True
-    )
-    power = stft[..., :-1].abs().square()  # (B, F, T): the last frame is dropped, as in Whisper
+    batch, num_samples = x.shape
+    frames = num_samples // hop_length  # the STFT gives one more; Whisper drops the last
+    pad = n_fft // 2
+    padded = F.pad(x[:, None], (pad, pad), mode="reflect")[:, 0]  # (B, S + n_fft): centred frames
+    # Frames lying wholly in trailing silence (the zero padding up to the window) have zero power:
+    # skip their FFTs and fill them in. Exact, and most of a 30 s window is padding for short clips.
+    nonzero = torch.nonzero(padded.ne(0).any(dim=0))
+    last = int(nonzero[-1]) if nonzero.numel() else -1
+    computed = min(frames, last // hop_length + 1) if last >= 0 else 0
     filters = torch.tensor(
         mel_filters(n_mels, n_fft, sample_rate), dtype=torch.float32, device=x.device
     )  # (F, M)
-    mel = torch.matmul(filters.T, power.contiguous())  # (B, M, T)
+    mel = x.new_zeros(batch, n_mels, frames)  # (B, M, T)
+    if computed > 0:
+        window = torch.hann_window(n_fft, device=x.device)  # periodic, as in Whisper
+        segment = padded[:, : (computed - 1) * hop_length + n_fft]
+        stft = torch.stft(segment, n_fft, hop_length, window=window, center=False, return_complex=True)
+        power = stft.abs().square()  # (B, F, computed)
+        mel[..., :computed] = torch.matmul(filters.T, power)  # (B, M, computed)
     logs = mel.clamp_min(1e-10).log10()
     peak = logs.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1): per clip
     logs = torch.maximum(logs, peak - 8.0)
     out = (logs + 4.0) / 4.0  # (B, M, T)
     return out[0] if single else out
+
+
+def log_mel_numpy(
+    waveform: np.ndarray,
+    *,
+    n_mels: int = N_MELS,
+    n_fft: int = N_FFT,
+    hop_length: int = HOP_LENGTH,
+    sample_rate: int = 16000,
+) -> np.ndarray:
+    """The same features without torch (the ONNX Runtime path): (S,) -> (n_mels, S // hop), float32."""
+    x = np.asarray(waveform, dtype=np.float32)
+    frames = x.shape[0] // hop_length
+    pad = n_fft // 2
+    padded = np.pad(x, (pad, pad), mode="reflect")  # (S + n_fft,)
+    nonzero = np.flatnonzero(padded)
+    computed = min(frames, int(nonzero[-1]) // hop_length + 1) if nonzero.size else 0
+    mel = np.zeros((n_mels, frames), np.float32)
+    if computed > 0:
+        window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(
+            np.float32
+        )  # periodic Hann
+        starts = np.arange(computed) * hop_length
+        chunks = padded[starts[:, None] + np.arange(n_fft)[None, :]] * window  # (computed, n_fft)
+        spectrum = np.fft.rfft(chunks, axis=-1)  # (computed, F)
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        filters = mel_filters(n_mels, n_fft, sample_rate).astype(np.float32)  # (F, M)
+        mel[:, :computed] = (power @ filters).T  # (M, computed)
+    logs = np.log10(np.maximum(mel, 1e-10))
+    logs = np.maximum(logs, logs.max() - 8.0)
+    return ((logs + 4.0) / 4.0).astype(np.float32)  # (M, T)
 
 
 def num_frames(num_samples: int, hop_length: int = HOP_LENGTH) -> int:

@@ -11,6 +11,13 @@ from typing import Any
 import salesai
 
 
+def preprocess_numpy(source: Any, spec: dict[str, Any]) -> Any:
+    """Torch-free `preprocess` from the encoder's `preprocess_spec()` (used by ONNX Runtime inference)."""
+    from salesai_audio.preprocess import preprocess_numpy as run
+
+    return run(source, spec)
+
+
 def audio(**options: Any) -> Any:
     """Factory of the `audio` encoder (options: the fields of `salesai_audio.AudioEncoderConfig`)."""
     from salesai_audio.encoder import build_audio_encoder
@@ -23,6 +30,8 @@ def register_encoders(register: Any) -> None:
     register(
         "audio",
         audio,
+        modality="audio",
+        preprocess_numpy=preprocess_numpy,
         description="Whisper log-mel, 1-D conv stack (stride = audio patch, 4), transformer; modality audio",
     )
 
