@@ -27,7 +27,12 @@ def hf(model: Any, tokenizer: Any, out_dir: Path, **options: Any) -> Path:
 
 
 def onnx(model: Any, tokenizer: Any, out_dir: Path, **options: Any) -> Path:
-    """ONNX decoder with an explicit KV cache + manifest, verified with ONNX Runtime (optional int8)."""
+    """ONNX decoder with an explicit KV cache + manifest, verified with ONNX Runtime (optional int8);
+    a sequence classifier exports as one logits graph (salesai.export.onnx_classifier)."""
+    if getattr(getattr(model, "config", None), "labels", None):
+        from salesai.export.onnx_classifier import export_classifier_onnx
+
+        return export_classifier_onnx(model, tokenizer, out_dir, **options)
     from salesai.export.onnx import export_onnx
 
     return export_onnx(model, tokenizer, out_dir, **options)

@@ -1,5 +1,9 @@
 """Export to a Hugging Face transformers directory (MixtralForCausalLM / LlamaForCausalLM).
 
+A sequence classifier (`config.labels`, `salesai.model.classifier`) becomes
+`MixtralForSequenceClassification` / `LlamaForSequenceClassification` with `num_labels`,
+`id2label` and `label2id`: the same decoder tensors plus `score.weight`.
+
 What: the built-in `hf` exporter. A MoE model with `swiglu` experts becomes
 `MixtralForCausalLM`, a dense one (`num_experts == 1`) `LlamaForCausalLM`: config.json,
 generation_config.json, model.safetensors and, when a tokenizer is given, its tokenizer.model.
@@ -70,9 +74,19 @@ def hf_config(cfg: Any, dtype: str = "float32") -> dict[str, Any]:
         "eos_token_id": cfg.eos_token_id,
         "dtype": dtype,
     }
+    labels = getattr(cfg, "labels", None)
+    if labels:  # a sequence classifier (salesai.model.classifier): *ForSequenceClassification
+        common.update({
+            "num_labels": len(labels),
+            "id2label": {str(i): name for i, name in enumerate(labels)},
+            "label2id": {name: i for i, name in enumerate(labels)},
+            "problem_type": "single_label_classification",
+            "tie_word_embeddings": False,  # no output embedding to tie
+        })
+    head = "ForSequenceClassification" if labels else "ForCausalLM"
     if cfg.num_experts > 1:
         return {
-            "architectures": ["MixtralForCausalLM"],
+            "architectures": [f"Mixtral{head}"],
             "model_type": "mixtral",
             **common,
             "num_local_experts": cfg.num_experts,
@@ -83,7 +97,7 @@ def hf_config(cfg: Any, dtype: str = "float32") -> dict[str, Any]:
             "sliding_window": None,
         }
     return {
-        "architectures": ["LlamaForCausalLM"],
+        "architectures": [f"Llama{head}"],
         "model_type": "llama",
         **common,
         "attention_bias": False,
@@ -97,6 +111,9 @@ def hf_state_dict(model: torch.nn.Module, layout: str = "hub") -> dict[str, torc
     if layout not in LAYOUTS:
         raise SalesAIError(f"hf export: layout={layout!r}; expected one of: {', '.join(LAYOUTS)}")
     cfg: Any = model.config
+    if getattr(cfg, "labels", None) and hasattr(model, "score"):  # classifier: decoder names + `score.weight`
+        clf: Any = model
+        return {**hf_state_dict(clf.model, layout), "score.weight": clf.score.weight}
     moe = cfg.num_experts > 1
     src = model.state_dict()
     out: dict[str, torch.Tensor] = {}

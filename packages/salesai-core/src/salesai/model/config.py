@@ -54,6 +54,7 @@ class ModelConfig:
     image_token_id: int | None = None  # placeholder id replaced by image embeddings (multimodal)
     audio_token_id: int | None = None  # placeholder id replaced by audio embeddings (multimodal)
     name: str = "custom"  # preset name or a label, informational only
+    labels: list[str] | None = None  # class names of a sequence classifier (None = a language model)
 
     def __post_init__(self) -> None:
         if self.num_experts == 1:
@@ -68,6 +69,11 @@ class ModelConfig:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 1
+
+    @property
+    def num_labels(self) -> int:
+        """Classes of a sequence classifier (`labels`); 0 for a language model."""
+        return len(self.labels) if self.labels else 0
 
     @property
     def shared_dim(self) -> int:
@@ -175,6 +181,12 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise SalesAIError(f"{name}={value} must be in 0..{self.vocab_size - 1} (vocab_size - 1)")
+        if self.labels is not None:
+            labels = self.labels
+            if (not isinstance(labels, (list, tuple)) or len(labels) < 2
+                    or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels)):
+                raise SalesAIError(f"labels={labels!r} must be a list of at least 2 distinct non-empty names")
+            self.labels = list(labels)
 
 
 # Presets: plain data. Expert widths are multiples of 16 (torch's CPU grouped matmul and

@@ -140,8 +140,8 @@ def load_state(model: Any, tensors: dict[str, torch.Tensor], file: Path) -> None
                 f"{file}: tensor {name} has shape {tuple(tensors[name].shape)}, {CONFIG_FILE} implies {shape}"
             )
     model.load_state_dict(tensors, strict=False)
-    if model.config.tie_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
+    if model.config.tie_embeddings and isinstance(getattr(model, "lm_head", None), nn.Linear):
+        model.lm_head.weight = model.embed_tokens.weight  # (a classifier has no output head to tie)
 
 
 def weights_state_dict_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
