@@ -159,7 +159,7 @@ class DPOTrainer:
         self.optimizer.step()
         self.step_count += 1
         record = {
-            "step": self.step_count, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(loss),
+            "step": self.step_count, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(loss.detach()),
             "rewards/chosen": float(r_c.mean()), "rewards/rejected": float(r_r.mean()),
             "rewards/margins": float((r_c - r_r).mean()),
             "rewards/accuracies": float((r_c > r_r).float().mean()),
@@ -167,7 +167,7 @@ class DPOTrainer:
             "grad_norm": float(grad_norm), "step_time_s": time.perf_counter() - start,
         }
         if aux is not None:
-            record["aux_loss"] = float(aux)
+            record["aux_loss"] = float(aux.detach())
         return record
 
     def evaluate(self, records: list[dict[str, Any]], ref_model: Any = None) -> dict[str, float]:

@@ -220,10 +220,11 @@ class GRPOTrainer:
                 weight = tokens / total_tokens if cfg.loss_type == "token" else (ch.stop - ch.start) / n
                 total = loss * weight
                 if aux is not None:
-                    total = total + aux * (ch.stop - ch.start) / n
-                    sums["aux_loss"] = sums.get("aux_loss", 0.0) + float(aux) * (ch.stop - ch.start) / n
+                    rows_share = (ch.stop - ch.start) / n
+                    total = total + aux * rows_share
+                    sums["aux_loss"] = sums.get("aux_loss", 0.0) + float(aux.detach()) * rows_share
                 total.backward()
-                sums["loss"] = sums.get("loss", 0.0) + float(loss) * weight
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * weight
                 assert entropy is not None
                 share = tokens / total_tokens  # token-weighted means over the whole batch
                 sums["entropy"] = sums.get("entropy", 0.0) + float((entropy * mask).sum()) / total_tokens
