@@ -49,7 +49,7 @@ class CNNTorso(nn.Module):
 class QNetwork(nn.Module):
     """Torso + head mapping a batch of observations to Q-values (B, n_actions)."""
 
-    def __init__(self, torso: nn.Module, n_actions: int, dueling: bool) -> None:
+    def __init__(self, torso: MLPTorso | CNNTorso, n_actions: int, dueling: bool) -> None:
         super().__init__()
         self.torso, self.dueling = torso, dueling
         width = int(torso.out_dim)
@@ -70,7 +70,7 @@ def build_q_network(obs_shape: tuple[int, ...], n_actions: int, *, torso: str, h
                     dueling: bool, pixel_scale: float = 255.0) -> QNetwork:
     """An MLP Q-network for vector observations, a CNN one for (C, H, W) images."""
     if torso == "cnn":
-        body: nn.Module = CNNTorso(obs_shape[0], hidden, pixel_scale)
+        body: MLPTorso | CNNTorso = CNNTorso(obs_shape[0], hidden, pixel_scale)
     else:
         size = 1
         for d in obs_shape:
