@@ -176,6 +176,16 @@ class WavEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)  # (B, frames, output_dim)
 
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(1, 3, self.frame)  # (B, frames, frame)
+
+    def preprocess_spec(self) -> dict[str, Any]:
+        return {"modality": self.modality, "frame": self.frame, "sample_rate": None}
+
+
+class NoSpec(WavEncoder):
+    preprocess_spec = None  # type: ignore[assignment]
+
 
 class BytesEncoder(WavEncoder):
     modality = "bytes"
@@ -209,6 +219,8 @@ def test_check_encoder_rejects() -> None:
         check_encoder(BytesEncoder)
     with pytest.raises(AssertionError, match="`output_dim` must be a positive int"):
         check_encoder(_zero_dim)
+    with pytest.raises(AssertionError, match="`preprocess_spec` is missing"):
+        check_encoder(NoSpec)
 
 
 # -- check_exporter ----------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ expert type is only checked against the plugin registry when a model is built.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,18 @@ class ModelConfig:
     image_token_id: int | None = None  # placeholder id replaced by image embeddings (multimodal)
     audio_token_id: int | None = None  # placeholder id replaced by audio embeddings (multimodal)
     name: str = "custom"  # preset name or a label, informational only
+    # Modality encoders the model carries: {modality: {type: <registry name>, projector:
+    # mlp2x_gelu | linear, token_id: <placeholder id>, **encoder options}}, e.g.
+    # {"image": {"type": "vit", "image_size": 64}}. Built through registry("encoders").
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: list[str] | None = None  # class names of a sequence classifier (None = a language model)
 
     def __post_init__(self) -> None:
         if self.num_experts == 1:
             self.top_k = 1  # a dense model routes nothing; presets' top_k does not apply
+        for modality, default in DEFAULT_PLACEHOLDERS.items():  # the tokenizer's <image>/<audio> ids
+            if modality in (self.encoders or {}) and getattr(self, f"{modality}_token_id") is None:
+                setattr(self, f"{modality}_token_id", default)
         self.validate()
 
     # -- derived ---------------------------------------------------------------------------
@@ -69,6 +77,18 @@ class ModelConfig:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 1
+
+    def placeholder_id(self, modality: str) -> int:
+        """The token id an encoder's embeddings replace: `<modality>_token_id` or the entry's token_id."""
+        entry = self.encoders.get(modality, {})
+        value = entry.get("token_id", getattr(self, f"{modality}_token_id", None))
+        if value is None:
+            raise SalesAIError(f"encoders.{modality}: no placeholder token id (set token_id)")
+        return int(value)
+
+    def encoder_options(self, modality: str) -> dict[str, Any]:
+        """The options handed to the encoder factory (the entry without type/projector/token_id)."""
+        return {k: v for k, v in self.encoders[modality].items() if k not in ENCODER_KEYS}
 
     @property
     def num_labels(self) -> int:
@@ -88,7 +108,7 @@ class ModelConfig:
         """A preset by name (`tiny`, `base`, `multimodal`) with keyword overrides."""
         if name not in PRESETS:
             raise SalesAIError(f"unknown model preset {name!r}; expected one of: {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], "name": name, **overrides})
+        return cls.from_dict({**copy.deepcopy(PRESETS[name]), "name": name, **overrides})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
@@ -103,7 +123,7 @@ class ModelConfig:
                 raise SalesAIError(
                     f"{source}: unknown preset {preset!r}; expected one of: {', '.join(PRESETS)}"
                 )
-            base = {**PRESETS[preset], "name": preset}
+            base = {**copy.deepcopy(PRESETS[preset]), "name": preset}
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
@@ -177,6 +197,7 @@ class ModelConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise SalesAIError(f"{name}={value} must be >= 0")
+        _check_encoders(self)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "image_token_id", "audio_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
@@ -203,6 +224,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     "multimodal": dict(vocab_size=32000, hidden_dim=1024, num_layers=16, num_heads=16, num_kv_heads=8,
                        intermediate_dim=704, num_experts=32, top_k=4, max_seq_len=2048),
 }
+
+# Multimodal: `tiny` plus a 2-layer ViT on 64x64 images (16 patches of 16 px); tests, benchmarks.
+PRESETS["tiny-vision"] = dict(
+    PRESETS["tiny"],
+    encoders={"image": dict(type="vit", image_size=64, patch_size=16, hidden_dim=64, num_layers=2,
+                            num_heads=4, projector="mlp2x_gelu")},
+)
+# The card's multimodal model reads images through a patch-16 ViT (ViT-S/16 width at 224 px).
+PRESETS["multimodal"]["encoders"] = {
+    "image": dict(type="vit", image_size=224, patch_size=16, hidden_dim=384, num_layers=12, num_heads=6,
+                  projector="mlp2x_gelu"),
+}
+
+PROJECTORS = ("mlp2x_gelu", "linear")  # LLaVA-1.5's two-layer GELU MLP, or one linear layer
+ENCODER_KEYS = ("type", "projector", "token_id")  # entry keys that are not encoder options
+DEFAULT_PLACEHOLDERS = {"image": 4, "audio": 5}  # salesai tokenizers' <image> / <audio> ids
+
+
+def _check_encoders(cfg: ModelConfig) -> None:
+    """Shape of `encoders` (the names are checked against the registry when the model is built)."""
+    if not isinstance(cfg.encoders, dict):
+        raise SalesAIError(f"encoders={cfg.encoders!r} must be a mapping of modality -> encoder settings")
+    for modality, entry in cfg.encoders.items():
+        where = f"encoders.{modality}"
+        if not isinstance(modality, str) or not modality.isidentifier():
+            raise SalesAIError(f"{where}: the modality must be a word such as image or audio")
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or not entry["type"]:
+            raise SalesAIError(f"{where}: expected a mapping with type: <encoder name>, e.g. type: vit")
+        projector = entry.get("projector", "mlp2x_gelu")
+        if projector not in PROJECTORS:
+            raise SalesAIError(f"{where}.projector={projector!r}: expected one of {', '.join(PROJECTORS)}")
+        cfg.placeholder_id(modality)  # a placeholder id is known
+
 
 _FIELD_TYPES: dict[str, str] = {
     f.name: str(f.type) for f in dataclasses.fields(ModelConfig)
@@ -267,4 +321,4 @@ def _read_mapping(path: Path) -> Any:
     raise SalesAIError(f"{path}: unsupported config format {suffix!r}; expected .yaml, .yml, .json or .toml")
 
 
-__all__ = ["MAX_SEQ_LEN", "PRESETS", "ModelConfig"]
+__all__ = ["MAX_SEQ_LEN", "PRESETS", "PROJECTORS", "ModelConfig"]

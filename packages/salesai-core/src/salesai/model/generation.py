@@ -11,6 +11,10 @@ top-p -> sample (temperature 0 = greedy argmax). A per-call `torch.Generator` se
 References: nanochat `engine.py`, transformers `generation/logits_process.py` (CTRL
 repetition penalty, nucleus sampling).
 
+Multimodal prompts: `images=[...]` (and `audio=[...]`, or `media={modality: [...]}`) hold one
+item per placeholder token, in reading order over the batch; the prefill runs on the spliced
+embeddings (`SalesAIModel.splice_media`, left-padded), decoding is unchanged.
+
 What it is not: tokenisation (the engine knows ids only), beam search, speculative decoding.
 """
 
@@ -109,12 +113,19 @@ def _tokens(
     seed: int | None = None,
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
+    media: Any = None,
 ) -> Iterator[tuple[list[int], list[bool]]]:
     """Yield (token per row, row finished before this step) for each generated position."""
     cfg = model.config
     pad = cfg.pad_token_id if pad_token_id is None else pad_token_id
     stops = {cfg.eos_token_id} if stop_token_ids is None else set(stop_token_ids)
     ids, mask = _prepare(model, input_ids, attention_mask, pad)
+    embeds = None
+    if media:
+        with torch.inference_mode():
+            sp = model.splice_media(ids, media, None if mask is None else mask.long(), padding_side="left")
+        ids, embeds = sp.input_ids, sp.inputs_embeds  # (B, L), (B, L, D): placeholders expanded
+        mask = None if bool(sp.attention_mask.all()) else sp.attention_mask.bool()
     b, t = ids.shape
     check_sampling(t, model.config.max_seq_len, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     if max_new_tokens == 0:
@@ -135,7 +146,7 @@ def _tokens(
         if repetition_penalty != 1.0:
             seen = torch.zeros(b, cfg.vocab_size, dtype=torch.bool)
             seen.scatter_(1, ids.cpu(), mask.cpu() if mask is not None else True)
-        logits = model.step(ids, cache, positions, None if key_valid is None else key_valid[:, :t])
+        logits = model.step(ids, cache, positions, None if key_valid is None else key_valid[:, :t], embeds)
         done = [False] * b
         for i in range(max_new_tokens):
             scores = logits.float().cpu()  # (B, V)
@@ -160,6 +171,17 @@ def _tokens(
                 next_pos += 1
 
 
+def _media(images: Any, audio: Any, media: Any) -> dict[str, Any] | None:
+    """One {modality: items} mapping from the `images=` / `audio=` shortcuts and `media=`."""
+    out = dict(media or {})
+    for modality, items in (("image", images), ("audio", audio)):
+        if items is not None:
+            if modality in out:
+                raise SalesAIError(f"pass the {modality} inputs once: as a keyword or in media=, not both")
+            out[modality] = items
+    return out or None
+
+
 def generate(
     model: Any,
     input_ids: Any,
@@ -172,6 +194,9 @@ def generate(
     seed: int | None = None,
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
+    images: Any = None,
+    audio: Any = None,
+    media: Any = None,
 ) -> Any:
     """Generate up to `max_new_tokens` per prompt.
 
@@ -184,7 +209,8 @@ def generate(
     """
     rows: list[list[int]] | None = None
     for tokens, done in _tokens(model, input_ids, max_new_tokens, temperature, top_k, top_p,
-                                repetition_penalty, stop_token_ids, seed, attention_mask, pad_token_id):
+                                repetition_penalty, stop_token_ids, seed, attention_mask, pad_token_id,
+                                _media(images, audio, media)):
         if rows is None:
             rows = [[] for _ in tokens]
         for r, tok in enumerate(tokens):
@@ -216,6 +242,9 @@ def stream(
     seed: int | None = None,
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
+    images: Any = None,
+    audio: Any = None,
+    media: Any = None,
 ) -> Iterator[Any]:
     """Same arguments as `generate`; yields tokens as they are produced.
 
@@ -227,7 +256,8 @@ def stream(
                                                      or len(input_ids) == 1)
     )
     for tokens, done in _tokens(model, input_ids, max_new_tokens, temperature, top_k, top_p,
-                                repetition_penalty, stop_token_ids, seed, attention_mask, pad_token_id):
+                                repetition_penalty, stop_token_ids, seed, attention_mask, pad_token_id,
+                                _media(images, audio, media)):
         if single:
             yield tokens[0]
         else:

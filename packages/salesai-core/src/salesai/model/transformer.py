@@ -20,6 +20,10 @@ Entry points:
   returned); `use_cache=True` without a past returns such a list.
 - `embed(input_ids) -> (B, T, D)`: token embeddings, so multimodal code can splice encoder
   outputs into `inputs_embeds`.
+- Multimodal (`config.encoders`): `self.encoders` / `self.projectors` (ModuleDicts keyed by
+  modality, built through the encoder registry, `salesai.model.multimodal`); `forward(...,
+  media={"image": [...]})` and `generate(ids, images=[...])` replace each placeholder token
+  by its item's projected embeddings (LLaVA splice; labels there are ignored).
 - `step(input_ids, cache, position_ids=None, key_valid=None) -> (B, V)`: the generation fast
   path (StaticKVCache, logits of the last position only, no loss, no aux).
 - Explicit-KV decoder for exporters (ONNX), traceable by `torch.onnx.export` (dynamo or the
@@ -142,6 +146,10 @@ class SalesAIModel(nn.Module):
         self.layers = nn.ModuleList(Block(config, i, factory) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_dim, config.norm_eps)
         self.lm_head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
+        if config.encoders:  # modality encoders (plugins) + projectors; absent for a text model
+            from salesai.model.multimodal import build_encoders
+
+            self.encoders, self.projectors = build_encoders(config)
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
         self.register_buffer("rope_sin", torch.empty(0), persistent=False)
         self.init_rope()
@@ -163,6 +171,8 @@ class SalesAIModel(nn.Module):
         std = self.config.init_std
         out_std = std / (2 * self.config.num_layers) ** 0.5
         for name, module in self.named_modules():
+            if name.startswith("encoders."):
+                continue  # an encoder initialises itself
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 last = name.rsplit(".", 1)[-1]
                 nn.init.normal_(module.weight, mean=0.0, std=out_std if last in ("o_proj", "w2") else std)
@@ -194,7 +204,16 @@ class SalesAIModel(nn.Module):
         past_key_values: StaticKVCache | PastKV | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
+        media: Any = None,
     ) -> ModelOutput:
+        if media:  # multimodal: encode, splice into the token embeddings (sequence grows)
+            if input_ids is None or past_key_values is not None or position_ids is not None:
+                raise SalesAIError("forward: media needs input_ids, and no past_key_values or position_ids")
+            from salesai.model.multimodal import splice_media
+
+            sp = splice_media(self, input_ids, media, attention_mask, labels)
+            input_ids, inputs_embeds = None, sp.inputs_embeds
+            attention_mask, labels = sp.attention_mask, sp.labels
         if (input_ids is None) == (inputs_embeds is None):
             raise SalesAIError("forward: pass exactly one of input_ids or inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
@@ -306,18 +325,20 @@ class SalesAIModel(nn.Module):
     # -- generation fast path --------------------------------------------------------------
     def step(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         cache: StaticKVCache,
         position_ids: torch.Tensor | None = None,
         key_valid: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run (B, T) new tokens through the cache; return the last position's logits (B, V).
 
         position_ids (B, T) default to cache.length + arange(T); key_valid (B, cache.length + T)
-        bool marks real tokens (None = no padding).
+        bool marks real tokens (None = no padding). `inputs_embeds` (B, T, D) replaces the token
+        embeddings (a spliced multimodal prefill; input_ids may then be None).
         """
-        x = self.embed_tokens(input_ids)  # (B, T, D)
-        t = input_ids.shape[1]
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
+        t = x.shape[1]
         p = cache.length
         s = p + t
         if s > self.config.max_seq_len:
@@ -384,8 +405,15 @@ class SalesAIModel(nn.Module):
         return total
 
     # -- generation and checkpoints (thin wrappers) ----------------------------------------
+    def splice_media(self, input_ids: torch.Tensor, media: Any, attention_mask: torch.Tensor | None = None,
+                     labels: torch.Tensor | None = None, padding_side: str = "auto") -> Any:
+        """Encode `media` ({modality: items}) and splice it into `input_ids`; see salesai.model.multimodal."""
+        from salesai.model.multimodal import splice_media
+
+        return splice_media(self, input_ids, media, attention_mask, labels, padding_side)
+
     def generate(self, input_ids: Any, **kwargs: Any) -> Any:
-        """See `salesai.model.generation.generate`."""
+        """See `salesai.model.generation.generate` (multimodal: `images=`, `audio=` or `media=`)."""
         from salesai.model.generation import generate
 
         return generate(self, input_ids, **kwargs)

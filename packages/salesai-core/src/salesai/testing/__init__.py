@@ -8,7 +8,9 @@
   `check_exporter`, `check_reward` (they raise `AssertionError` naming what is wrong);
 - `ByteTokenizer`: a byte-level tokenizer with the `salesai.Tokenizer` interface, for fast
   tests that need no trained SentencePiece model;
-- `sample_png_bytes`, `sample_wav_bytes`: tiny valid media files made with the standard library.
+- `sample_png_bytes`, `sample_wav_bytes`: tiny valid media files made with the standard library;
+- `ToyEncoders`, `npy_bytes`: a toy image encoder plugin (`toy-patches`, reads .npy arrays) for
+  tests of multimodal models without an image library.
 
 Importing this package does not import torch; the checks import it when called.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from salesai.testing.cli import CliResult, installed_plugin, run_cli
 from salesai.testing.conformance import check_encoder, check_expert, check_exporter, check_reward
+from salesai.testing.encoders import ToyEncoders, npy_bytes
 from salesai.testing.host import register_plugin
 from salesai.testing.samples import sample_png_bytes, sample_wav_bytes
 from salesai.testing.tokenizer import ByteTokenizer
@@ -24,11 +27,13 @@ from salesai.testing.tokenizer import ByteTokenizer
 __all__ = [
     "ByteTokenizer",
     "CliResult",
+    "ToyEncoders",
     "check_encoder",
     "check_expert",
     "check_exporter",
     "check_reward",
     "installed_plugin",
+    "npy_bytes",
     "register_plugin",
     "run_cli",
     "sample_png_bytes",

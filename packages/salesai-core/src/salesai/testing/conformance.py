@@ -121,15 +121,18 @@ def check_encoder(
     seed: int = 0,
     **options: Any,
 ) -> Any:
-    """Check a modality encoder: `factory(**options) -> nn.Module` (modality, output_dim, preprocess).
+    """Check a modality encoder: `factory(**options) -> nn.Module` (the contract of docs/plugins/hooks.md).
 
     `sample` is one input file (path or bytes) for `preprocess`; without it, a built-in
     sample is used for the "image" (PNG) and "audio" (WAV) modalities. Checks:
     `preprocess` accepts bytes, `str` and `Path` alike and returns one item as a tensor
     (no batch axis); forward on `batch_size` stacked items gives (B, N, output_dim), finite;
     identical items give identical rows; deterministic in eval mode; gradients reach every
-    trainable parameter. Returns the encoder.
+    trainable parameter; `example_input()` is a batch forward accepts; `preprocess_spec()` is a
+    JSON-serialisable dict naming its modality. Returns the encoder.
     """
+    import json
+
     import torch
 
     check = "check_encoder"
@@ -153,7 +156,14 @@ def check_encoder(
             check,
             f"`output_dim` must be a positive int, got {output_dim!r}",
         )
-        _require(callable(getattr(encoder, "preprocess", None)), check, "`preprocess(source)` is missing")
+        for method in ("preprocess", "example_input", "preprocess_spec"):
+            _require(callable(getattr(encoder, method, None)), check, f"`{method}` is missing")
+        spec = encoder.preprocess_spec()
+        _require(isinstance(spec, dict), check, f"preprocess_spec() gave {type(spec).__name__}, not a dict")
+        try:
+            json.dumps(spec)
+        except (TypeError, ValueError) as exc:
+            raise AssertionError(f"{check}: preprocess_spec() is not JSON-serialisable: {exc}") from None
 
         if sample is None:
             _require(
@@ -204,6 +214,17 @@ def check_encoder(
         _require(torch.equal(out, again), check, "two eval-mode calls on the same input differ")
         torch.testing.assert_close(
             out[0], out[-1], msg=lambda m: f"{check}: identical items gave different rows\n{m}"
+        )
+
+        example = encoder.example_input()
+        _require(isinstance(example, torch.Tensor), check, "example_input() must return a tensor batch")
+        with torch.no_grad():
+            out = encoder(example)
+        _require(
+            out.dim() == 3 and out.shape[0] == example.shape[0] and out.shape[2] == output_dim,
+            check,
+            f"example_input() {tuple(example.shape)} gave output {tuple(out.shape)}, "
+            f"expected ({example.shape[0]}, N, {output_dim})",
         )
 
         encoder.train()
