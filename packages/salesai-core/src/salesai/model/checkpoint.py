@@ -79,16 +79,21 @@ def resolve_checkpoint(path: str | os.PathLike[str], notice: bool = False) -> Pa
 
 
 def load_pretrained(path: str | Path, device: str | torch.device | None = None) -> Any:
-    """Build the model from config.json and fill it from model.safetensors; for a LoRA adapter checkpoint
+    """Build the model from config.json and fill it from model.safetensors: a `SalesAIModel`, or a
+    `SalesAIForSequenceClassification` when config.json names `labels`; for a LoRA adapter checkpoint
     (adapter_config.json), its base + adapter (`salesai.lora.LoraModel`)."""
     if (Path(path) / "adapter_config.json").is_file():
         from salesai.lora.checkpoint import load_adapter_checkpoint
 
         return load_adapter_checkpoint(path, device=device)
+    if read_config(path).labels:
+        from salesai.model.classifier import SalesAIForSequenceClassification
+
+        return SalesAIForSequenceClassification.from_pretrained(path, device=device)
     return SalesAIModel.from_pretrained(path, device=device)
 
 
-def save_checkpoint(path: str | Path, model: SalesAIModel, tokenizer: Any = None) -> Path:
+def save_checkpoint(path: str | Path, model: Any, tokenizer: Any = None) -> Path:
     """Write a complete checkpoint directory atomically (temp sibling, then rename into place).
 
     An existing directory at `path` is replaced as a whole (its other files are not kept).
@@ -100,9 +105,10 @@ def save_checkpoint(path: str | Path, model: SalesAIModel, tokenizer: Any = None
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device | None = None) -> tuple[SalesAIModel, Any]:
+def load_checkpoint(path: str | Path, device: str | torch.device | None = None) -> tuple[Any, Any]:
     """(model, tokenizer or None) of a checkpoint or run directory; the tokenizer when it holds
-    tokenizer.model."""
+    tokenizer.model. The model is a `SalesAIModel`, or a `SalesAIForSequenceClassification` (with
+    `predict(texts, tokenizer)`) for a classifier checkpoint."""
     ckpt = resolve_checkpoint(path)
     model = load_pretrained(ckpt, device=device)
     tokenizer = None
