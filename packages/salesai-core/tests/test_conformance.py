@@ -1,4 +1,4 @@
-"""Every registered expert, encoder, exporter and reward passes the salesai.testing conformance checks.
+"""Every registered expert, encoder, exporter, reward and agent passes the salesai.testing conformance checks.
 
 Parametrised over the registries (timm style): a component is tested by being registered,
 whichever distribution provides it. In the core's own test session that is the built-ins;
@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from salesai.plugins import registry
-from salesai.testing import ByteTokenizer, check_encoder, check_expert, check_exporter, check_reward
+from salesai.testing import (
+    ByteTokenizer,
+    check_agent,
+    check_encoder,
+    check_expert,
+    check_exporter,
+    check_reward,
+)
 
 torch.set_num_threads(1)
 
@@ -58,3 +65,9 @@ def test_exporter_conforms(
 def test_reward_conforms(name: str) -> None:
     entry = registry("rewards").entry(name)
     check_reward(entry.factory, **entry.metadata.get("test_options", {}))
+
+
+@pytest.mark.parametrize("name", _names("agents"))
+def test_agent_conforms(name: str) -> None:
+    pytest.importorskip("gymnasium", reason="the agent check runs a Gymnasium env")
+    check_agent(registry("agents").get(name))

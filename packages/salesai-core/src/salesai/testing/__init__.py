@@ -5,7 +5,7 @@
 - `run_cli(args)`: runs `salesai` in-process through `salesai.cli.main` (plugin commands
   included) and returns `CliResult(exit_code, stdout, stderr)`;
 - conformance checks every registered component must pass: `check_expert`, `check_encoder`,
-  `check_exporter`, `check_reward` (they raise `AssertionError` naming what is wrong);
+  `check_exporter`, `check_reward`, `check_agent` (they raise `AssertionError` naming what is wrong);
 - `ByteTokenizer`: a byte-level tokenizer with the `salesai.Tokenizer` interface, for fast
   tests that need no trained SentencePiece model;
 - `sample_png_bytes`, `sample_wav_bytes`: tiny valid media files made with the standard library;
@@ -18,7 +18,13 @@ Importing this package does not import torch; the checks import it when called.
 from __future__ import annotations
 
 from salesai.testing.cli import CliResult, installed_plugin, run_cli
-from salesai.testing.conformance import check_encoder, check_expert, check_exporter, check_reward
+from salesai.testing.conformance import (
+    check_agent,
+    check_encoder,
+    check_expert,
+    check_exporter,
+    check_reward,
+)
 from salesai.testing.encoders import ToyEncoders, npy_bytes
 from salesai.testing.host import register_plugin
 from salesai.testing.samples import sample_png_bytes, sample_wav_bytes
@@ -28,6 +34,7 @@ __all__ = [
     "ByteTokenizer",
     "CliResult",
     "ToyEncoders",
+    "check_agent",
     "check_encoder",
     "check_expert",
     "check_exporter",

@@ -1,4 +1,4 @@
-"""Conformance checks: the contract every registered expert, encoder, exporter and reward must meet.
+"""Conformance checks: the contract every registered expert, encoder, exporter, reward and agent must meet.
 
 Each check builds the component from its factory, exercises the public contract of
 `docs/plugins/hooks.md` on tiny inputs, and raises `AssertionError` naming the first
@@ -323,3 +323,99 @@ def check_reward(factory: Callable[..., Any], **options: Any) -> Any:
     else:
         raise AssertionError(f"{check}: an unknown option {GARBAGE_OPTION}=1 was accepted silently")
     return reward
+
+
+def _tiny_env() -> Any:
+    """A 4-state chain with one-hot observations and 2 actions (reward 1 at the right end)."""
+    import gymnasium
+    import numpy as np
+
+    class Chain(gymnasium.Env):
+        def __init__(self) -> None:
+            self.observation_space = gymnasium.spaces.Box(0.0, 1.0, shape=(4,), dtype=np.float32)
+            self.action_space = gymnasium.spaces.Discrete(2)
+            self.state = self.t = 0
+
+        def _obs(self) -> Any:
+            return np.eye(4, dtype=np.float32)[self.state]
+
+        def reset(self, *, seed: Any = None, options: Any = None) -> Any:
+            super().reset(seed=seed)
+            self.state = self.t = 0
+            return self._obs(), {}
+
+        def step(self, action: Any) -> Any:
+            self.t += 1
+            self.state = min(self.state + 1, 3) if int(action) == 1 else max(self.state - 1, 0)
+            done = self.state == 3
+            return self._obs(), float(done), done, not done and self.t >= 8, {}
+
+    return Chain()
+
+
+def check_agent(factory: Callable[..., Any], steps: int = 64, **options: Any) -> Any:
+    """Check an RL agent (the salesai-rl interface): `factory(observation_space, action_space,
+    seed=0, **options)` with `default_options()`, `act`, `observe`, `save` and `load`.
+
+    On a 4-state chain env (Box(4) one-hot observations, Discrete(2) actions), for `steps`
+    steps: `default_options()` is a JSON-serialisable dict; every action is in the action
+    space; `observe` returns a dict of finite floats; greedy `act(obs, explore=False)` is
+    deterministic; two agents built with the same seed act identically; an unknown option
+    raises (`SalesAIError`/`ValueError` or `TypeError`); `save(dir)` writes only `.json` and
+    `.safetensors` files (nothing pickled) and `load(dir, observation_space, action_space)`
+    (a classmethod of the agent's class) acts greedily like the saved agent. Returns the agent.
+    """
+    import json
+    import math
+
+    import numpy as np
+
+    check = "check_agent"
+    defaults: Any = getattr(factory, "default_options", None)
+    _require(callable(defaults), check, "the agent class has no default_options() classmethod")
+    opts = defaults()
+    _require(isinstance(opts, dict), check, f"default_options() gave {type(opts).__name__}, expected dict")
+    try:
+        json.dumps(opts)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{check}: default_options() is not JSON-serialisable ({exc})") from None
+    env = _tiny_env()
+    space, actions = env.observation_space, env.action_space
+    agent = factory(space, actions, seed=0, **options)
+    twin = factory(space, actions, seed=0, **options)
+    for name in ("act", "observe", "save"):
+        _require(callable(getattr(agent, name, None)), check, f"the agent has no {name}() method")
+    _require(callable(getattr(type(agent), "load", None)), check, "the agent class has no load() classmethod")
+    obs, _ = env.reset(seed=0)
+    for step in range(steps):
+        action = agent.act(obs)
+        _require(actions.contains(action), check, f"act() returned {action!r}, not in the action space")
+        same = twin.act(obs) == action
+        _require(same, check, f"two agents with seed 0 chose different actions at step {step}")
+        nxt, reward, terminated, truncated, _ = env.step(action)
+        info = agent.observe(obs, action, reward, nxt, terminated, truncated)
+        twin.observe(obs, action, reward, nxt, terminated, truncated)
+        _require(isinstance(info, dict), check, f"observe() returned {type(info).__name__}, expected a dict")
+        bad = [k for k, v in info.items() if not isinstance(v, (int, float)) or not math.isfinite(v)]
+        _require(not bad, check, f"observe() returned non-finite or non-numeric metric(s) {bad}")
+        obs = env.reset()[0] if terminated or truncated else nxt
+    probes = [np.eye(4, dtype=np.float32)[i] for i in range(4)]
+    greedy = [agent.act(p, explore=False) for p in probes]
+    again = [agent.act(p, explore=False) for p in probes]
+    _require(greedy == again, check, "greedy act() is not deterministic")
+    try:
+        factory(space, actions, seed=0, **options, **{GARBAGE_OPTION: 1})
+    except (TypeError, ValueError):  # SalesAIError is a ValueError
+        pass
+    else:
+        raise AssertionError(f"{check}: an unknown option {GARBAGE_OPTION}=1 was accepted silently")
+    with tempfile.TemporaryDirectory() as tmp:
+        agent.save(Path(tmp) / "agent")
+        files = [p for p in (Path(tmp) / "agent").rglob("*") if p.is_file()]
+        _require(files, check, "save() wrote no files")
+        other = [p.name for p in files if p.suffix not in (".json", ".safetensors")]
+        _require(not other, check, f"save() wrote {other}: only .json and .safetensors files are allowed")
+        loaded = type(agent).load(Path(tmp) / "agent", space, actions)
+    reloaded = [loaded.act(p, explore=False) for p in probes]
+    _require(reloaded == greedy, check, f"the loaded agent acts {reloaded}, the saved one {greedy}")
+    return agent
