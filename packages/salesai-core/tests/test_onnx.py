@@ -106,7 +106,10 @@ def test_manifest_describes_graphs_tokens_config_and_cache(export_dir: Path, mod
     q = m["quantization"]
     assert q["weight_type"] == "QInt8" and q["weights"]["int8_share"] > 0.99
     assert q["int8_bytes"] < 0.6 * q["fp32_bytes"]
-    assert 0 < q["verification"]["max_abs_logit_diff"] < 1.0  # reported, not a failure
+    # Reported, not judged here: on random weights int8 rounding flips top-k routing, and one flipped
+    # expert moves a logit a lot (5.7 was seen); quality is judged on a trained model below.
+    int8_diff = q["verification"]["max_abs_logit_diff"]
+    assert np.isfinite(int8_diff) and int8_diff >= 0
 
 
 # -------------------------------------------------------------------------------------- parity
@@ -358,3 +361,33 @@ def test_cli_onnxruntime_generate_never_imports_torch(export_dir: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
+
+
+def test_int8_keeps_a_trained_models_perplexity(tokenizer: Tokenizer, tmp_path: Path) -> None:
+    """int8 quality where it means something: a briefly trained model's perplexity on its data."""
+    from salesai import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    tokens = torch.tensor([t for text in CORPUS for t in tokenizer.encode(text, add_bos=True, add_eos=True)])
+    model = SalesAIModel(ModelConfig.from_name("tiny", vocab_size=len(tokenizer)))
+    cfg = TrainConfig(max_steps=40, batch_size=8, seq_len=32, lr=3e-3, warmup_steps=4, eval_every=0,
+                      save_every=0, precision="fp32", num_threads=1, out_dir=str(tmp_path / "run"))
+    Trainer(model, cfg, tokens, progress=False, log=lambda _m: None).fit()
+    model.eval()
+    out = export_onnx(model, tokenizer, tmp_path / "export", quantize="int8")
+    ids = tokens[:64].numpy()[None]  # (1, 64)
+
+    def nll(logits: np.ndarray) -> float:  # mean next-token loss of (1, T, V) logits on `ids`
+        z = logits[0, :-1].astype(np.float64)
+        z = z - z.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return float(-logp[np.arange(len(z)), ids[0, 1:]].mean())
+
+    with torch.no_grad():
+        fp32 = nll(model(torch.from_numpy(ids)).logits.numpy())
+    dec = OrtDecoder(out, variant="int8", threads=1)
+    pos = np.arange(ids.shape[1], dtype=np.int64)[None]
+    int8_logits, _ = dec.step(ids, np.ones_like(ids), pos, dec.empty_past(1))
+    int8 = nll(int8_logits)
+    assert fp32 < 2.0  # it learned the corpus (uniform would be ln 320 = 5.8)
+    assert abs(np.exp(int8) / np.exp(fp32) - 1) < 0.05  # perplexity within 5%

@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from salesai import contention
+from salesai.contention import CpuMeter
+
 Log = Callable[[str], None]
 
 # The model and training shape for 2 CPU cores and ~10 minutes (measurements in docs/quickstart.md).
@@ -42,6 +45,16 @@ QUICKSTART_TRAIN: dict[str, Any] = dict(
     lr=2e-3, min_lr=2e-4, batch_size=16, seq_len=256, grad_accum=1, weight_decay=0.1,
     grad_clip=1.0, eval_steps=8, keep_last=1, log_every=10, seed=1337,
 )
+
+# Smaller shapes for slow or busy machines, tried in order when fewer than MIN_STEPS steps of the
+# default would fit in the budget: a model that trains 300 small steps beats one that trains 50.
+MIN_STEPS = 250
+SMALLER_SHAPES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("small", {**QUICKSTART_MODEL, "hidden_dim": 192, "num_layers": 3, "intermediate_dim": 512},
+     {**QUICKSTART_TRAIN, "batch_size": 8}),
+    ("smaller", {**QUICKSTART_MODEL, "hidden_dim": 128, "num_layers": 2, "intermediate_dim": 344},
+     {**QUICKSTART_TRAIN, "batch_size": 8, "seq_len": 128}),
+]
 
 
 @dataclass
@@ -59,6 +72,8 @@ class QuickstartOptions:
     model: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_MODEL))  # ModelConfig overrides
     train: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_TRAIN))  # TrainConfig fields
     vocab_size: int = QUICKSTART_VOCAB  # tokenizer vocabulary (shrinks on small corpora)
+    auto_shape: bool = True  # fall back to SMALLER_SHAPES when fewer than MIN_STEPS would fit
+    max_steps: int | None = None  # a step budget instead of the clock (tests); None = fit the time budget
 
 
 def unigram_baseline(tokens: np.ndarray, vocab_size: int) -> dict[str, float]:
@@ -133,6 +148,7 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     budget = opts.minutes * 60.0
+    others_before = contention.sample_others(0.5)
     threads = _threads(opts.threads)
     torch.set_num_threads(threads)
     out = Path(opts.out_dir)
@@ -162,40 +178,63 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     log(f"tokenizer: {len(tok)} pieces; {len(train_tokens):,} training and {len(val_tokens):,} "
         "validation tokens")
 
-    # 2. model; the first steps double as a timing probe that fixes the schedule's length
-    train_fields = dict(opts.train)
-    seq_len = int(train_fields["seq_len"])
-    model_cfg = ModelConfig.from_dict({"preset": "tiny", **opts.model, "vocab_size": len(tok),
-                                       "name": "quickstart"})
+    # 2. model; the first steps double as a timing probe that fixes the schedule's length. On a slow or
+    #    busy machine, where too few steps of the default shape would fit, a smaller shape is tried.
     device = resolve_device("auto")
     precision = resolve_precision(opts.precision, device)
-    cfg = TrainConfig(**{**train_fields, "max_steps": 10**6, "warmup_steps": PROBE_WARMUP, "eval_every": 0,
-                         "save_every": 0, "precision": precision, "num_threads": threads,
-                         "out_dir": str(out)})
-    torch.manual_seed(cfg.seed)
-    model = SalesAIModel(model_cfg)
-    trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
-    tuner = ThreadTuner([threads, 1])
-    step_s, probe_losses = _probe(trainer, tuner)
+    shapes = [("default", opts.model, opts.train)] + (SMALLER_SHAPES if opts.auto_shape else [])
+    shape_notes: list[str] = []
+    for i, (shape, model_fields, train_fields) in enumerate(shapes):
+        seq_len = int(train_fields["seq_len"])
+        model_cfg = ModelConfig.from_dict({"preset": "tiny", **model_fields, "vocab_size": len(tok),
+                                           "name": "quickstart"})
+        cfg = TrainConfig(**{**train_fields, "max_steps": 10**6, "warmup_steps": PROBE_WARMUP,
+                             "eval_every": 0, "save_every": 0, "precision": precision,
+                             "num_threads": threads, "out_dir": str(out)})
+        torch.manual_seed(cfg.seed)
+        model = SalesAIModel(model_cfg)
+        trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
+        tuner = ThreadTuner([threads, 1])
+        step_s, probe_losses = _probe(trainer, tuner)
+        token_s = _generation_seconds_per_token(model, tok)
+        reserve = _reserve_seconds(opts, step_s, token_s)
+        train_budget = budget - (time.perf_counter() - t_start) - reserve
+        fits = int(train_budget / step_s)
+        if opts.max_steps is not None or fits >= MIN_STEPS or i == len(shapes) - 1:
+            break
+        note = (f"the {shape} shape would train only ~{max(fits, 0)} steps at {step_s:.2f} s/step "
+                f"(fewer than {MIN_STEPS}); trying a smaller one")
+        shape_notes.append(note)
+        log(f"notice: {note}")
     t = mark("probe_s", t)
-    reserve = _reserve_seconds(opts, budget)
-    train_budget = budget - (time.perf_counter() - t_start) - reserve
-    max_steps = trainer.step + max(1, int(train_budget / step_s))
+    if opts.max_steps is not None:  # a step budget (tests): no clock in the schedule
+        max_steps = trainer.step + opts.max_steps
+    else:
+        max_steps = trainer.step + max(1, int(train_budget / step_s))
     trainer.config = cfg.replace(max_steps=max_steps, warmup_steps=min(PROBE_WARMUP, max(1, max_steps // 10)),
                                  eval_every=max(1, max_steps // 4))
-    log(f"model: {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, {model_cfg.num_experts} "
-        f"experts top-{model_cfg.top_k}, {model.num_parameters() / 1e6:.1f}M parameters; {precision}, "
-        f"{tuner.current} thread(s); {step_s:.2f} s/step -> about {max_steps} steps "
-        f"({train_budget:.0f} s of the {budget:.0f} s budget)")
+    log(f"model ({shape} shape): {model_cfg.num_layers} layers x {model_cfg.hidden_dim} wide, "
+        f"{model_cfg.num_experts} experts top-{model_cfg.top_k}, "
+        f"{model.num_parameters() / 1e6:.1f}M parameters; "
+        f"{precision}, {tuner.current} thread(s) now (re-checked during training, at most {threads}); "
+        f"{step_s:.2f} s/step -> about {max_steps} steps ({train_budget:.0f} s of the {budget:.0f} s budget, "
+        f"{reserve:.0f} s kept for evaluation, completions and export)")
 
     # 3. train: the schedule follows the clock (max_steps re-estimated every step), so the cosine ends
     #    when the budget does even on a machine that slows down; the time limit is a hard stop
-    result = trainer.fit(time_budget_s=train_budget, time_limit_s=max(1.0, train_budget * 1.1),
-                         on_step=tuner)
+    meter = CpuMeter().start()
+    if opts.max_steps is not None:
+        result = trainer.fit(on_step=tuner)
+    else:
+        result = trainer.fit(time_budget_s=train_budget, time_limit_s=max(1.0, train_budget * 1.1),
+                             on_step=tuner)
+    machine = contention.describe(others_before, meter.read(own_threads=tuner.current))
     result.losses = probe_losses + result.losses
     t = mark("train_s", t)
     final = result.evals[-1] if result.evals else {}
     baseline = unigram_baseline(val_tokens, len(tok))
+    if machine["contended"]:
+        log(f"notice: {machine['note']}")
 
     # a plain model directory at a stable path, for `salesai generate / eval / export / serve`
     from salesai.model.checkpoint import save_checkpoint
@@ -204,7 +243,9 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
     save_checkpoint(out / "model", model, tok)
 
     # 4. completions of held-out signatures
-    samples = _complete_signatures(model, tok, split.validation, opts, seq_len)
+    export_reserve = _export_seconds(opts, step_s)
+    deadline = None if opts.max_steps is not None else t_start + budget - export_reserve
+    samples = _complete_signatures(model, tok, split.validation, opts, seq_len, deadline)
     (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
     t = mark("samples_s", t)
 
@@ -225,8 +266,8 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
         "training": {
             "steps": result.step, "planned_steps": max_steps, "seconds_per_step": round(step_s, 3),
             "tokens": result.step * cfg.tokens_per_step, "tokens_per_s": round(result.tokens_per_s, 1),
-            "precision": precision, "threads": threads, "threads_at_end": tuner.current,
-            "thread_switches": tuner.switches,
+            "precision": precision, "threads": tuner.current, "max_threads": threads,
+            "thread_switches": tuner.switches, "shape": shape, "shape_notes": shape_notes,
             "final_train_loss": result.losses[-1] if result.losses else None,
             "parameters": model.num_parameters(), "active_parameters": model.num_parameters(active=True),
         },
@@ -239,6 +280,7 @@ def run_quickstart(opts: QuickstartOptions, log: Log = print) -> dict[str, Any]:
             "mean_utilisation": float(np.mean([u["utilisation"] for u in usage])) if usage else None,
         },
         "onnx": onnx,
+        "machine": machine,
         "paths": {
             "model": str(out / "model"), "checkpoint": str(result.checkpoint),
             "tokenizer": str(out / "tokenizer" / "tokenizer.model"),
@@ -267,10 +309,30 @@ def _clean_previous_run(out: Path) -> None:
     shutil.rmtree(out / "model", ignore_errors=True)
 
 
-def _reserve_seconds(opts: QuickstartOptions, budget: float) -> float:
-    """Time kept back for evaluation, completions, the final checkpoint and the export."""
-    reserve = 6.0 + opts.num_samples * opts.max_new_tokens * 0.005 + (8.0 if opts.export else 0.0)
-    return min(reserve, 0.4 * budget)
+def _generation_seconds_per_token(model: Any, tok: Any, new_tokens: int = 8) -> float:
+    """Measured: seconds per generated token (greedy, batch 1, prefill of a short prompt included)."""
+    import torch
+
+    ids = torch.tensor([tok.encode("def example(value):\n    return", add_bos=True)])
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.eval()
+        model.generate(ids, max_new_tokens=new_tokens, temperature=0.0)
+        model.train()
+    return (time.perf_counter() - start) / new_tokens
+
+
+def _export_seconds(opts: QuickstartOptions, step_s: float) -> float:
+    """The ONNX export and parity check cost about 7 training steps of the same model (measured on
+    2 cores, quiet and busy: ~8 s against 1.2 s/step), at least 3 s; 0 without export."""
+    return max(3.0, 7.0 * step_s) if opts.export else 0.0
+
+
+def _reserve_seconds(opts: QuickstartOptions, step_s: float, token_s: float) -> float:
+    """Time kept back after training, from measured costs: the final evaluation and checkpoint
+    (~3 steps), the completions (measured seconds per token, +15%) and the export."""
+    samples = opts.num_samples * opts.max_new_tokens * token_s * 1.15
+    return 3.0 * step_s + 1.0 + samples + _export_seconds(opts, step_s)
 
 
 class ThreadTuner:
@@ -344,14 +406,18 @@ def _probe(trainer: Any, tuner: ThreadTuner) -> tuple[float, list[float]]:
 
 
 def _complete_signatures(model: Any, tok: Any, files: list[Path], opts: QuickstartOptions,
-                         seq_len: int) -> list[dict[str, Any]]:
+                         seq_len: int, deadline: float | None = None) -> list[dict[str, Any]]:
+    """Greedy completions of held-out signatures, scored by `ast.parse`; stops early (fewer
+    samples) when `deadline` (a `time.perf_counter()` value) has passed."""
     import torch
 
     from salesai.data import heldout_signatures
 
     sigs = heldout_signatures(files, n=opts.num_samples, seed=0, include_docstring=True)
-    out = []
+    out: list[dict[str, Any]] = []
     for sig in sigs:
+        if deadline is not None and out and time.perf_counter() > deadline:
+            break
         prompt = contextual_prompt(sig)
         ids = tok.encode(prompt, add_bos=True)[-(model.config.max_seq_len - opts.max_new_tokens):]
         with torch.no_grad():
@@ -414,7 +480,8 @@ def print_report(report: dict[str, Any]) -> None:
     c.print(f"unigram baseline      {b['loss']:.3f}  (perplexity {b['perplexity']:.1f})")
     c.print(f"training              {tr['steps']} steps, {tr['tokens']:,} tokens, "
             f"{tr['tokens_per_s']:,.0f} tokens/s "
-            f"({tr['precision']}, {tr['threads']} threads)")
+            f"({tr['precision']}, {tr['threads']} thread(s), {tr['shape']} shape)")
+    c.print(f"machine               {report['machine']['note']}")
     if comp["parse_rate"] is not None:
         c.print(f"completions parsing   {comp['parse_rate']:.0%} of {comp['count']} (ast.parse)")
     if ex["mean_utilisation"] is not None:

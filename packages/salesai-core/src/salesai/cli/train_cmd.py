@@ -42,8 +42,13 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    init: Optional[Path] = typer.Option(
+        None, "--init", help="Start from this checkpoint (its model, weights and tokenizer)."),
+    lora: Optional[str] = typer.Option(
+        None, "--lora", help="Train LoRA adapters on the frozen --init model, e.g. "
+                             "r=16,alpha=32,targets=attn,experts (docs/lora.md)."),
 ) -> None:
-    """Train a model on your data (a tokenizer too, unless --tokenizer is given)."""
+    """Train a model on your data (a tokenizer too, unless --tokenizer or --init is given)."""
     from salesai.train.config import RunConfig, load_run_config
     from salesai.train.run import train_from_files
 
@@ -54,7 +59,7 @@ def train(
                                      seq_len=seq_len, num_threads=threads, precision=precision)
     run.training = run.training.replace(**overrides)
     summary = train_from_files(run, data, val_paths=val, resume=resume, tokenizer_path=tokenizer,
-                               vocab_size=vocab_size, log=_notice)
+                               vocab_size=vocab_size, log=_notice, init=init, lora=lora)
     if summary is None:  # not rank 0
         return
     if json_output:
@@ -103,6 +108,9 @@ def quickstart(
         None, "--max-corpus-mb", help="Cap the stdlib corpus (tests, slow machines)."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     no_export: bool = typer.Option(False, "--no-export", help="Skip the ONNX export and parity check."),
+    max_steps: Optional[int] = typer.Option(
+        None, "--max-steps", min=1,
+        help="Train exactly this many steps instead of fitting the time budget (tests, scripts)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """The main job: tokenizer + small MoE model on the Python stdlib, evaluated, sampled, exported."""
@@ -111,7 +119,7 @@ def quickstart(
     if precision not in ("auto", "fp32", "bf16"):
         raise SalesAIError(f"--precision {precision!r}: expected auto, fp32 or bf16")
     opts = QuickstartOptions(out_dir=out, minutes=minutes, threads=threads, precision=precision,
-                             export=not no_export)
+                             export=not no_export, max_steps=max_steps)
     if max_corpus_mb is not None:
         opts.max_corpus_bytes = int(max_corpus_mb * 1e6)
     report = run_quickstart(opts, log=_notice)

@@ -338,10 +338,10 @@ class Trainer:
         end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
         result = TrainResult(step=self.step, precision=self.precision)
         bar = _Progress(self.show_progress, self.step, end)
-        t0 = last_t = time.perf_counter()
+        t0 = last_t = prev = time.perf_counter()
         tokens_done, last_step = 0, self.step
         last_eval = last_save = -1
-        recent: deque[float] = deque(maxlen=20)  # seconds of the latest steps (time-budgeted schedule)
+        recent: deque[float] = deque(maxlen=20)  # wall seconds of the latest steps (time-budgeted schedule)
         try:
             while self.step < end:
                 stats = self.train_step()
@@ -350,8 +350,8 @@ class Trainer:
                 now = time.perf_counter()
                 if on_step is not None:
                     on_step(self, stats)
-                if time_budget_s is not None:
-                    recent.append(stats["step_s"])
+                if time_budget_s is not None:  # wall time per step: evaluation and logging included
+                    recent.append(now - prev)
                     left = int((time_budget_s - (now - t0)) / (sum(recent) / len(recent)))
                     cfg = self.config = dataclasses.replace(cfg, max_steps=max(1, self.step + max(0, left)))
                     end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
@@ -378,6 +378,7 @@ class Trainer:
             bar.close()
         result.elapsed_s = time.perf_counter() - t0
         result.tokens_per_s = tokens_done / max(result.elapsed_s, 1e-9)
+                prev = now
         if last_eval != self.step:
             result.evals.append(self._eval_and_log(None))
         already = (self.out_dir / S.step_dir_name(self.step)).is_dir() and not result.losses
