@@ -3,6 +3,7 @@
     sources.py     files, folders, globs, JSON Lines records, the stdlib default corpus
     tokens.py      documents encoded once into a cached, memory-mapped token file
     windows.py     TokenSequences (fixed-length samples) and SampleOrder (the seeded order)
+    records.py     prompt/response and media records -> ids, labels, media (RecordDataset)
     inspection.py  `salesai data inspect`: what a data path holds and its problems
 
     files --resolve_sources--> paths --iter_records--> Record --tokenize_files--> TokenFile (uint16/32)
@@ -27,6 +28,10 @@ _MODULES = {
         "tokenize_files", "load_token_file",
     ),
     "salesai.data.windows": ("TokenSequences", "SampleOrder"),
+    "salesai.data.records": (
+        "IGNORE", "RecordDataset", "Sample", "encode_record", "is_record_file", "iter_record_texts",
+        "load_records", "split_records",
+    ),
     "salesai.data.inspection": ("Problem", "InspectReport", "inspect_data"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
