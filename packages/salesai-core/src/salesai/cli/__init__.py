@@ -48,9 +48,9 @@ def error(message: str) -> None:
 
 
 def _add_builtin_commands(app: typer.Typer) -> None:
-    from salesai.cli import data_cmd, export_cmd, model_cmd, plugins_cmd, tokenizer_cmd, train_cmd
+    from salesai.cli import data_cmd, export_cmd, lora_cmd, model_cmd, plugins_cmd, tokenizer_cmd, train_cmd
 
-    for module in (plugins_cmd, tokenizer_cmd, data_cmd, train_cmd, model_cmd, export_cmd):
+    for module in (plugins_cmd, tokenizer_cmd, data_cmd, train_cmd, model_cmd, export_cmd, lora_cmd):
         module.register(app)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,32 @@ def load_adapter_checkpoint(path: str | os.PathLike[str], device: str | torch.de
     return model.to(device) if device is not None else model
 
 
+def lora_for_training(spec: str | LoraConfig | None, init: str | os.PathLike[str] | None,
+                      resume: str | os.PathLike[str] | None = None,
+                      log: Callable[[str], None] = print) -> LoraModel:
+    """The model `salesai train --lora` trains: fresh adapters on `init`, or, when resuming from an
+    adapter checkpoint, its base (found and checked by fingerprint) with its adapter config; the
+    Trainer then restores the adapter weights and the optimizer state."""
+    config = LoraConfig.parse(spec) if isinstance(spec, str) else spec
+    if resume is not None and is_adapter_checkpoint(resume):
+        ckpt = Path(resume)
+        meta = read_adapter_config(ckpt)
+        saved = LoraConfig.from_dict(meta.get("lora"), where=str(ckpt / ADAPTER_CONFIG_FILE))
+        if config is not None and config != saved:
+            log(f"notice: --lora {config.to_dict()} differs from the run's {saved.to_dict()}; "
+                "resuming with the run's")
+        base_dir = find_base(ckpt, meta, init)
+        model = load_base_for_lora(base_dir, saved)
+    else:
+        if config is None or init is None:
+            raise SalesAIError("--lora: needs --init CHECKPOINT, the base model the adapters are trained on")
+        model = load_base_for_lora(init, config)
+    total = sum(p.numel() for p in model.base.parameters())
+    log(f"LoRA: {len(model.adapters)} adapted layers, {model.num_adapter_parameters():,} trainable "
+        f"parameters ({100 * model.num_adapter_parameters() / max(total, 1):.2f}% of {total:,}); base frozen")
+    return model
+
+
 __all__ = [
     "ADAPTER_CONFIG_FILE",
     "ADAPTER_WEIGHTS_FILE",
@@ -175,6 +202,7 @@ __all__ = [
     "is_adapter_checkpoint",
     "load_adapter_checkpoint",
     "load_base_for_lora",
+    "lora_for_training",
     "read_adapter_config",
     "save_adapter",
 ]

@@ -47,8 +47,13 @@ def _barrier(info: Any) -> None:
 
 def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[str] | None = None,
                      resume: bool = False, tokenizer_path: str | os.PathLike[str] | None = None,
-                     vocab_size: int | None = None, log: Log = print) -> dict[str, Any] | None:
-    """Train from text files; returns a summary dict on rank 0 (None on other ranks)."""
+                     vocab_size: int | None = None, log: Log = print,
+                     init: str | os.PathLike[str] | None = None,
+                     lora: str | None = None) -> dict[str, Any] | None:
+    """Train from text files; returns a summary dict on rank 0 (None on other ranks).
+
+    `init`: start from this checkpoint (its config, weights and tokenizer). `lora`: a LoRA spec
+    (`r=16,alpha=32,targets=attn,experts`, salesai.lora): train adapters on the frozen `init` model."""
     import torch
 
     from salesai.data import resolve_sources, tokenize_files
@@ -72,11 +77,20 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
                            "or choose a new --out")
     if resume and ckpt is None:
         say(f"notice: nothing to resume in {out}; starting a new run")
+    init_dir = S.resolve_checkpoint(init, notice=main) if init is not None else None
+    if lora is not None and init_dir is None and ckpt is None:
+        raise SalesAIError("--lora: needs --init CHECKPOINT, the base model the adapters are trained on")
 
     # tokenizer: resumed checkpoint > --tokenizer > trained here (rank 0, then shared through the disk)
     if ckpt is not None:
         tok = Tokenizer.from_pretrained(ckpt)
         model_cfg = ModelConfig.from_file(ckpt / "config.json")
+    elif init_dir is not None:  # the init checkpoint's model and (unless --tokenizer) tokenizer
+        model_cfg = ModelConfig.from_file(init_dir / "config.json")
+        tok = Tokenizer.from_pretrained(tokenizer_path or init_dir)
+        if len(tok) > model_cfg.vocab_size:
+            raise SalesAIError(f"--tokenizer: {len(tok)} pieces, more than the --init model's vocab_size "
+                               f"{model_cfg.vocab_size}")
     else:
         model_cfg = run.model_config()
         if tokenizer_path is not None:
@@ -113,7 +127,17 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
     say(f"data: {len(train_tokens):,} training tokens, {len(val_tokens):,} validation tokens")
 
     torch.manual_seed(cfg.seed)
-    model = SalesAIModel(model_cfg)
+    model: Any
+    if lora is not None or (ckpt is not None and (ckpt / "adapter_config.json").is_file()):
+        from salesai.lora.checkpoint import lora_for_training
+
+        model = lora_for_training(lora, init_dir, ckpt, log=say)
+    elif init_dir is not None and ckpt is None:
+        from salesai.model.checkpoint import load_pretrained
+
+        model = load_pretrained(init_dir)
+    else:
+        model = SalesAIModel(model_cfg)
     trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
     say(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, precision "
         f"{trainer.precision}, {info.world_size} process(es), {trainer.global_batch_tokens:,} tokens/step")
@@ -141,7 +165,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
     import torch
 
     from salesai.data import tokenize_files
-    from salesai.model.transformer import SalesAIModel
+    from salesai.model.checkpoint import load_pretrained
     from salesai.tokenizer import Tokenizer
     from salesai.train import state as S
     from salesai.train.trainer import TokenSequences, evaluate, resolve_device, resolve_precision
@@ -149,7 +173,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
     if threads:
         torch.set_num_threads(threads)
     ckpt = S.resolve_checkpoint(checkpoint, notice=True)
-    model = SalesAIModel.from_pretrained(ckpt)
+    model = load_pretrained(ckpt)  # (a LoRA adapter checkpoint: base + adapter)
     tok = Tokenizer.from_pretrained(ckpt)
     seq_len = seq_len or min(256, model.config.max_seq_len)
     if not 2 <= seq_len <= model.config.max_seq_len:

@@ -446,12 +446,16 @@ class Trainer:
         """Restore weights, optimizer, step (= data position) and this rank's RNG from a checkpoint."""
         ckpt = S.resolve_checkpoint(ckpt)
         state = S.read_state_json(ckpt)
-        weights = S.load_tensors(ckpt / "model.safetensors")
-        try:
-            self.model.load_state_dict(weights, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise SalesAIError(f"{ckpt}/model.safetensors does not match the model: {first}") from None
+        load_adapters = getattr(self.model, "load_adapter_weights", None)
+        if callable(load_adapters):  # a LoRA model (salesai.lora): the checkpoint holds its adapters only
+            load_adapters(ckpt)
+        else:
+            weights = S.load_tensors(ckpt / "model.safetensors")
+            try:
+                self.model.load_state_dict(weights, strict=True)
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                raise SalesAIError(f"{ckpt}/model.safetensors does not match the model: {first}") from None
         opt = S.unflatten_optimizer_state(S.load_tensors(ckpt / S.STATE_DIR / "optimizer.safetensors"),
                                           state["optimizer"])
         self.optimizer.load_state_dict(opt)
