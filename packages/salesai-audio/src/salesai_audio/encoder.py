@@ -33,6 +33,8 @@ from salesai.errors import SalesAIError
 from salesai_audio.features import HOP_LENGTH, N_FFT, N_MELS, log_mel
 from salesai_audio.io import ON_LONG, SAMPLE_RATE, Source, describe, read_audio
 
+CONV_INIT_GAIN = 2.0  # each conv's He-normal init is scaled up: see AudioEncoder.reset_parameters
+
 
 @dataclass
 class AudioEncoderConfig:
@@ -147,7 +149,6 @@ class AudioEncoder(nn.Module):
     """Log-mel frames (B, n_mels, T) -> embeddings (B, T / patch_size, hidden_dim)."""
 
     modality = "audio"
-    positions: torch.Tensor  # (num_tokens, D): fixed sinusoids, a non-persistent buffer
 
     def __init__(self, cfg: AudioEncoderConfig | None = None) -> None:
         super().__init__()
@@ -159,23 +160,45 @@ class AudioEncoder(nn.Module):
             nn.Conv1d(c.n_mels if i == 0 else c.hidden_dim, c.hidden_dim, kernel_size=3, stride=s, padding=1)
             for i, s in enumerate(strides)
         )
-        self.register_buffer("positions", sinusoids(c.num_tokens, c.hidden_dim), persistent=False)
         self.layers = nn.ModuleList(EncoderBlock(c) for _ in range(c.num_layers))
         self.layer_norm = nn.LayerNorm(c.hidden_dim, eps=c.norm_eps)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Convolutions He-normal x CONV_INIT_GAIN with zero biases; PyTorch defaults elsewhere.
+
+        The fixed positions have amplitude 1. With PyTorch's default conv init the heard content
+        is a few percent of that, and a small model spends hundreds of steps before it listens:
+        on 2-tone sequences (tests/test_model.py) the tiny model got 9/16 after 300 steps with
+        the default init and 16/16 after 200 with this one.
+        """
+        for conv in self.convs:
+            assert isinstance(conv, nn.Conv1d) and conv.bias is not None
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            with torch.no_grad():
+                conv.weight.mul_(CONV_INIT_GAIN)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, n_mels, T)
         x = features
         for conv in self.convs:
             x = F.gelu(conv(x))  # (B, D, T / stride so far)
         x = x.transpose(1, 2)  # (B, N, D)
-        if x.shape[1] > self.positions.shape[0]:
+        if x.shape[1] > self.cfg.num_tokens:
             raise SalesAIError(
                 f"audio encoder: {features.shape[-1]} frames exceed the {self.cfg.window_frames}-frame window"
             )
-        x = x + self.positions[: x.shape[1]].to(x.dtype)
+        # Computed per call, not a buffer: a model built on the meta device and loaded from a
+        # checkpoint has no initialiser for non-persistent buffers. (N, D), a few microseconds.
+        x = x + sinusoids(x.shape[1], self.cfg.hidden_dim).to(x.device, x.dtype)
         for layer in self.layers:
             x = layer(x)
         return self.layer_norm(x)  # (B, N, D)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """The fixed sinusoidal positions of the whole window: (num_tokens, D)."""
+        return sinusoids(self.cfg.num_tokens, self.cfg.hidden_dim)
 
     # -- the encoder contract ---------------------------------------------------------------
     def preprocess(self, source: Source) -> torch.Tensor:
