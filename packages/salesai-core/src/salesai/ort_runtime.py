@@ -18,6 +18,12 @@ References: ONNX Runtime Python API (`InferenceSession`, `SessionOptions`); tran
 logits processors for the repetition penalty (CTRL, Keskar et al. 2019) and nucleus sampling
 (Holtzman et al. 2019).
 
+Multimodal exports: `OrtEncoder` runs `encoder_<m>.onnx` (preprocessed inputs -> projected
+embeddings); `OrtGenerator.generate(prompts, media={"image": [...]})` reads each file with the
+encoder plugin's torch-free `preprocess_numpy` (registry metadata) following the manifest's
+`preprocess_spec`, expands every placeholder token to its N embeddings and feeds them through
+`inputs_embeds` / `embeds_mask` in the prefill, exactly as `SalesAIModel.generate` splices them.
+
 What it is not: not onnxruntime-genai and not a server; CPU first (any provider can be
 passed). The sampler's random numbers come from numpy, so sampled (non-greedy) text differs
 from PyTorch's for the same seed; greedy output is identical.
@@ -152,6 +158,87 @@ class OrtDecoder:
         return outs[0], list(outs[1:])
 
 
+class OrtEncoder:
+    """One modality's `encoder_<m>.onnx` (encoder + projector): inputs (K, ...) -> embeddings (K, N, D)."""
+
+    def __init__(self, export_dir: str | Path, modality: str, manifest: dict[str, Any], variant: str = "fp32",
+                 threads: int = DEFAULT_THREADS, spinning: bool = False) -> None:
+        import onnxruntime as ort
+
+        entries = manifest.get("encoders") or {}
+        if modality not in entries:
+            raise SalesAIError(f"{export_dir}: this export has no {modality} encoder "
+                               f"(it has: {', '.join(entries) or 'none'})")
+        self.modality = modality
+        self.entry = dict(entries[modality])
+        file = self.entry.get("int8_file") if variant == "int8" else self.entry["file"]
+        if not file:
+            raise SalesAIError(f"{export_dir}: no int8 {modality} encoder (re-export with --quantize int8)")
+        self.placeholder_id = int(self.entry["placeholder_id"])
+        self.session = ort.InferenceSession(str(Path(export_dir) / file), session_options(threads, spinning),
+                                            providers=["CPUExecutionProvider"])
+        self._preprocess: Any = None
+
+    def preprocess(self, source: Any) -> np.ndarray:
+        """One input (path, bytes, array) -> the array `preprocess_spec` describes, without torch."""
+        if self._preprocess is None:
+            self._preprocess = numpy_preprocessor(self.modality, self.entry)
+        return np.asarray(self._preprocess(source, self.entry["preprocess_spec"]), dtype=np.float32)
+
+    def encode(self, inputs: np.ndarray) -> np.ndarray:
+        """(K, ...) preprocessed inputs -> (K, N, hidden_dim) embeddings."""
+        feeds = {"inputs": np.ascontiguousarray(inputs, np.float32)}
+        return np.asarray(self.session.run(["embeddings"], feeds)[0])
+
+
+def numpy_preprocessor(modality: str, entry: dict[str, Any]) -> Any:
+    """The encoder plugin's torch-free `preprocess_numpy(source, spec)` from the registry metadata."""
+    from salesai.errors import PluginError
+    from salesai.plugins import FIRST_PARTY, registry
+
+    name = entry.get("type", "?")
+    try:
+        fn = registry("encoders").entry(name).metadata.get("preprocess_numpy")
+    except PluginError:
+        package = FIRST_PARTY.get("encoders", {}).get(name) or FIRST_PARTY.get("encoders", {}).get(modality)
+        raise SalesAIError(f"reading {modality} inputs for this export needs the {name!r} encoder's plugin "
+                           f"(pip install {package or 'the plugin that registers it'})") from None
+    if not callable(fn):
+        raise SalesAIError(f"the {name!r} encoder registers no preprocess_numpy: its {modality} inputs "
+                           "cannot be read without torch")
+    return fn
+
+
+def expand_placeholders(
+    rows: Sequence[Sequence[int]], embeddings: dict[int, np.ndarray], names: dict[int, str] | None = None
+) -> tuple[list[list[int]], list[list[tuple[int, np.ndarray]]]]:
+    """Each placeholder id -> N copies; returns (rows, per row [(position, (N, D) block)]), reading order."""
+    names = names or {}
+    for tok, emb in embeddings.items():
+        found = sum(list(r).count(tok) for r in rows)
+        if found != emb.shape[0]:
+            what = names.get(tok, f"token {tok}")
+            raise SalesAIError(f"{found} <{what}> placeholder(s) in the prompt(s) but {emb.shape[0]} {what} "
+                               "input(s); every input needs exactly one placeholder")
+    cursor = dict.fromkeys(embeddings, 0)
+    out_rows: list[list[int]] = []
+    fills: list[list[tuple[int, np.ndarray]]] = []
+    for row in rows:
+        new: list[int] = []
+        spots: list[tuple[int, np.ndarray]] = []
+        for tok in row:
+            if tok in embeddings:
+                block = embeddings[tok][cursor[tok]]  # (N, D)
+                cursor[tok] += 1
+                spots.append((len(new), block))
+                new.extend([tok] * block.shape[0])
+            else:
+                new.append(int(tok))
+        out_rows.append(new)
+        fills.append(spots)
+    return out_rows, fills
+
+
 # ----------------------------------------------------------------------------------- sampling
 def apply_repetition_penalty(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
     """CTRL penalty on tokens already in the row: positive logits / penalty, negative * penalty."""
@@ -259,6 +346,7 @@ class OrtGenerator:
         self.bos_id: int = int(special.get("bos", 2))
         self.add_bos: bool = bool(decoder.manifest.get("generation", {}).get("add_bos", True))
         self.stats = GenerationStats()
+        self.encoders: dict[str, OrtEncoder] = {}  # loaded on first use, per modality
 
     @classmethod
     def from_export(
@@ -270,6 +358,30 @@ class OrtGenerator:
         tok_file = decoder.manifest.get("tokenizer", {}).get("file")
         tokenizer = load_tokenizer(Path(export_dir) / tok_file) if tok_file else None
         return cls(decoder, tokenizer)
+
+    def encoder(self, modality: str) -> OrtEncoder:
+        """The export's encoder graph for `modality` (the decoder's variant), loaded once."""
+        if modality not in self.encoders:
+            dec = self.decoder
+            self.encoders[modality] = OrtEncoder(dec.export_dir, modality, dec.manifest, dec.variant,
+                                                 dec.threads)
+        return self.encoders[modality]
+
+    def media_embeddings(self, media: dict[str, Any]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """{placeholder id: (K, N, D)} for {modality: [inputs]} (paths, bytes or preprocessed arrays)."""
+        out: dict[int, np.ndarray] = {}
+        names: dict[int, str] = {}
+        for modality, items in media.items():
+            if items is None:
+                continue
+            enc = self.encoder(modality)
+            items = items if isinstance(items, (list, tuple)) else [items]
+            if not items:
+                continue
+            arrays = [enc.preprocess(x) for x in items]
+            out[enc.placeholder_id] = enc.encode(np.stack(arrays))  # (K, N, D)
+            names[enc.placeholder_id] = modality
+        return out, names
 
     def generate(self, prompts: Prompts, **kwargs: Any) -> list[list[int]]:
         """Completion ids per prompt (see the class docstring); options as `stream`."""
@@ -298,6 +410,7 @@ class OrtGenerator:
         seed: int | None = None,
         inputs_embeds: np.ndarray | None = None,
         embeds_mask: np.ndarray | None = None,
+        media: dict[str, Any] | None = None,
     ) -> Iterator[tuple[list[int], list[bool]]]:
         """Yield (token per row, row finished before this step) per generated position.
 
@@ -306,8 +419,20 @@ class OrtGenerator:
         """
         dec = self.decoder
         rows, _ = _rows(prompts)
+        fills: list[list[tuple[int, np.ndarray]]] = []
+        if media:  # multimodal prefill: placeholders -> encoder embeddings (module docstring)
+            embeddings, names = self.media_embeddings(media)
+            rows, fills = expand_placeholders(rows, embeddings, names)
         ids, mask = left_pad(rows, self.pad_id)
         batch, width = ids.shape
+        if any(fills):
+            inputs_embeds = np.zeros((batch, width, dec.hidden_dim), np.float32)
+            embeds_mask = np.zeros((batch, width), np.bool_)
+            for r, spots in enumerate(fills):
+                pad = width - len(rows[r])
+                for pos, block in spots:
+                    inputs_embeds[r, pad + pos : pad + pos + block.shape[0]] = block
+                    embeds_mask[r, pad + pos : pad + pos + block.shape[0]] = True
         check_sampling(width, dec.max_seq_len, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
         self.stats = GenerationStats(prompt_tokens=int(mask.sum()))
         if max_new_tokens == 0:
@@ -390,8 +515,10 @@ def load_tokenizer(path: Path) -> Any:
 __all__ = [
     "MANIFEST_FILENAME",
     "OrtDecoder",
+    "OrtEncoder",
     "OrtGenerator",
     "apply_repetition_penalty",
+    "expand_placeholders",
     "left_pad",
     "load_tokenizer",
     "positions",

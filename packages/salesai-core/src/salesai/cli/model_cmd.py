@@ -1,11 +1,13 @@
 """`salesai generate` and `salesai info`: run a checkpoint, describe a model.
 
 `generate` prints the completion alone on stdout (streamed with `--stream`) and statistics
-(tokens, seconds, tokens/s) on stderr. The backend is picked from `BACKENDS` by `--backend`:
-`torch` is built in; another backend adds a loader `(source, options) -> runner` under its
-name, the runner mapping prompt ids to an iterator of generated ids (the ONNX Runtime
-backend does); loading happens before the clock starts. torch is imported
-inside the torch backend only, so other backends run without it.
+(tokens, seconds, tokens/s) on stderr. `--image FILE` / `--audio FILE` (repeatable) fill the
+prompt's `<image>` / `<audio>` placeholders in order (one is put in front of the prompt when it
+has none); every backend's runner then takes `media={modality: [files]}` as well.
+The backend is picked from `BACKENDS` by `--backend`: `torch` is built in; another backend
+adds a loader `(source, options) -> runner` under its name, the runner mapping prompt ids to an
+iterator of generated ids (the ONNX Runtime backend does); loading happens before the clock
+starts. torch is imported inside the torch backend only, so other backends run without it.
 `info` reads a checkpoint directory, a config file or a preset name without loading weights.
 """
 
@@ -42,7 +44,7 @@ class GenerateOptions:
         return {k: v for k, v in vars(self).items() if k != "threads"}
 
 
-Runner = Callable[[list[int]], Iterator[int]]  # prompt ids -> generated ids, as produced
+Runner = Callable[..., Iterator[int]]  # (prompt ids[, media=...]) -> generated ids, as produced
 
 
 def _torch_backend(source: Path, opts: GenerateOptions) -> Runner:
@@ -55,7 +57,7 @@ def _torch_backend(source: Path, opts: GenerateOptions) -> Runner:
         torch.set_num_threads(opts.threads)
     model = load_pretrained(source)
 
-    return lambda prompt_ids: model.stream(prompt_ids, **opts.sampling())
+    return lambda prompt_ids, **media: model.stream(prompt_ids, **media, **opts.sampling())
 
 
 def _onnxruntime_backend(source: Path, opts: GenerateOptions, variant: str = "fp32") -> Runner:
@@ -63,7 +65,7 @@ def _onnxruntime_backend(source: Path, opts: GenerateOptions, variant: str = "fp
     from salesai.ort_runtime import OrtGenerator
 
     gen = OrtGenerator.from_export(source, variant=variant, threads=opts.threads or 0)
-    return lambda prompt_ids: gen.stream(prompt_ids, **opts.sampling())
+    return lambda prompt_ids, **media: gen.stream(prompt_ids, **media, **opts.sampling())
 
 
 def _onnxruntime_int8_backend(source: Path, opts: GenerateOptions) -> Runner:
@@ -123,6 +125,10 @@ def generate(
     tokenizer_path: Optional[Path] = typer.Option(
         None, "--tokenizer", help="Tokenizer dir or .model file (default: the checkpoint's)."),
     no_bos: bool = typer.Option(False, "--no-bos", help="Do not start the prompt with <s>."),
+    image: Optional[list[Path]] = typer.Option(
+        None, "--image", help="Image file for an <image> placeholder (repeatable, in order)."),
+    audio: Optional[list[Path]] = typer.Option(
+        None, "--audio", help="Audio file for an <audio> placeholder (repeatable, in order)."),
 ) -> None:
     """Complete a prompt with a checkpoint: the completion on stdout, statistics on stderr."""
     from salesai.tokenizer import Tokenizer
@@ -135,6 +141,13 @@ def generate(
 
         checkpoint = resolve_checkpoint(checkpoint, notice=True)
     text = sys.stdin.read() if prompt == "-" else prompt
+    media = {m: list(files) for m, files in (("image", image), ("audio", audio)) if files}
+    for modality, files in media.items():
+        for f in files:
+            if not f.is_file():
+                raise SalesAIError(f"--{modality} {f}: file not found")
+        if f"<{modality}>" not in text:  # as in training records: placeholders in front of the text
+            text = f"<{modality}>" * len(files) + text
     tok = Tokenizer.from_pretrained(tokenizer_path or checkpoint)
     ids = tok.encode(text, add_bos=not no_bos)
     if not ids:
@@ -153,7 +166,7 @@ def generate(
     start = time.perf_counter()
     first: float | None = None
     n = 0
-    for token in run(ids):
+    for token in run(ids, media=media) if media else run(ids):
         if first is None:
             first = time.perf_counter() - start
         n += 1

@@ -5,6 +5,9 @@ What: `export_onnx(model, tokenizer, out_dir, ...)` writes an export directory
     decoder.onnx        token ids (+ injected embeddings) + mask + positions + past K/V
                         -> logits + present K/V, dynamic batch / sequence / past axes
     decoder.int8.onnx   (with quantize="int8") ONNX Runtime dynamic int8 quantisation
+    encoder_<m>.onnx    per modality m of a multimodal model: preprocessed inputs (K, ...) ->
+                        projected embeddings (K, N, hidden_dim), encoder + projector, dynamic K
+                        (and encoder_<m>.int8.onnx with quantize="int8")
     tokenizer.model     the SentencePiece model, copied
     manifest.json       every graph's inputs/outputs (dtypes, symbolic shapes), special token
                         ids, model config, cache layout, opset, quantisation, verification
@@ -291,7 +294,9 @@ def export_onnx(
             timings["export_s"] = round(time.perf_counter() - t0, 3)
             _check(tmp / DECODER_FILE)
             graphs["decoder"].update(graph_io(tmp / DECODER_FILE))
-            encoders = _export_encoders(src, tmp)
+            if getattr(src, "encoders", None):
+                say("exporting modality encoders")
+            encoders = _export_encoders(src, tmp, opset)
 
             verification: dict[str, Any] = {"performed": False}
             if verify:
@@ -301,6 +306,12 @@ def export_onnx(
                 t0 = time.perf_counter()
                 result = verify_decoder(graph, cfg, tmp / DECODER_FILE, threads=threads)
                 timings["verify_s"] = round(time.perf_counter() - t0, 3)
+                if encoders:  # a multimodal prefill: ORT encoder graphs + decoder vs PyTorch forward
+                    from salesai.export.onnx_verify import verify_multimodal
+
+                    mm = verify_multimodal(src, tmp, encoders, threads=threads)
+                    result["multimodal_prefill"] = mm
+                    result["max_abs_logit_diff"] = max(result["max_abs_logit_diff"], mm["max_abs_logit_diff"])
                 verification = {"performed": True, "tolerance": VERIFY_TOLERANCE, **result,
                                 "passed": result["max_abs_logit_diff"] <= VERIFY_TOLERANCE}
                 if not verification["passed"]:
@@ -330,10 +341,24 @@ def export_onnx(
                     "int8_bytes": (tmp / DECODER_INT8_FILE).stat().st_size,
                     "weights": int8_weight_share(tmp / DECODER_FILE, tmp / DECODER_INT8_FILE),
                 }
+                for modality, entry in encoders.items():  # int8 covers the encoder weights too
+                    int8_file = tmp / encoder_file(modality, int8=True)
+                    quantize_int8(tmp / entry["file"], int8_file)
+                    _check(int8_file)
+                    entry["int8_file"] = int8_file.name
+                    quantization.setdefault("encoders", {})[modality] = {
+                        "file": int8_file.name, "fp32_bytes": (tmp / entry["file"]).stat().st_size,
+                        "int8_bytes": int8_file.stat().st_size,
+                        "weights": int8_weight_share(tmp / entry["file"], int8_file)}
                 if verify:  # reported, never failing: int8 changes the numbers by design
                     result = verify_decoder(graph, cfg, tmp / DECODER_INT8_FILE, threads=threads)
                     quantization["verification"] = {"max_abs_logit_diff": result["max_abs_logit_diff"],
                                                      "cases": result["cases"]}
+                    if encoders:
+                        from salesai.export.onnx_verify import verify_multimodal
+
+                        mm = verify_multimodal(src, tmp, encoders, threads=threads, int8=True)
+                        quantization["verification"]["multimodal_prefill"] = mm
 
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
@@ -354,13 +379,49 @@ def _check(path: Path) -> None:
         raise SalesAIError(f"{path.name}: ONNX checker failed: {str(exc).splitlines()[0]}") from None
 
 
-def _export_encoders(model: nn.Module, out: Path) -> dict[str, Any]:
-    """Each modality encoder as its own graph. SalesAIModel has no encoders attribute yet."""
+class EncoderGraph(nn.Module):
+    """One modality's encoder and projector: preprocessed inputs (K, ...) -> embeddings (K, N, D)."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(inputs))
+
+
+def encoder_file(modality: str, int8: bool = False) -> str:
+    return f"encoder_{modality}.int8.onnx" if int8 else f"encoder_{modality}.onnx"
+
+
+def _export_encoders(model: nn.Module, out: Path, opset: int) -> dict[str, Any]:
+    """Each modality encoder (with its projector) as its own graph; the manifest's `encoders` entries."""
     encoders = getattr(model, "encoders", None)
     if not encoders:
         return {}
-    raise SalesAIError(f"{type(model).__name__}: exporting modality encoders is not supported yet "
-                       f"({', '.join(dict(encoders))})")
+    cfg: Any = model.config
+    entries: dict[str, Any] = {}
+    for modality, encoder in encoders.items():
+        projectors: Any = model.projectors
+        graph = EncoderGraph(encoder, projectors[modality]).eval()
+        example = encoder.example_input()
+        example = torch.cat([example, example], dim=0)  # trace with 2 items: the batch axis stays symbolic
+        path = out / encoder_file(modality)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            tokens = graph(example).shape[1]
+            torch.onnx.export(graph, (example,), str(path), dynamo=False, input_names=["inputs"],
+                              output_names=["embeddings"], opset_version=opset, do_constant_folding=True,
+                              dynamic_axes={"inputs": {0: "items"}, "embeddings": {0: "items", 1: "tokens"}})
+        _check(path)
+        entries[modality] = {
+            "file": path.name, "type": cfg.encoders[modality]["type"],
+            "placeholder": f"<{modality}>", "placeholder_id": cfg.placeholder_id(modality),
+            "tokens_per_input": int(tokens), "options": cfg.encoder_options(modality),
+            "projector": cfg.encoders[modality].get("projector", "mlp2x_gelu"),
+            "preprocess_spec": encoder.preprocess_spec(), **graph_io(path),
+        }
+    return entries
 
 
 def _manifest(cfg: Any, tokenizer: Any, graphs: dict[str, Any], encoders: dict[str, Any], exporter: str,
@@ -392,6 +453,10 @@ def _manifest(cfg: Any, tokenizer: Any, graphs: dict[str, Any], encoders: dict[s
             "position_ids": "int64 (batch, sequence): max(cumsum(attention_mask) - 1, 0), current positions",
             "inputs_embeds": "float32 (batch, sequence, hidden_dim): used where embeds_mask is true "
                              "(placeholder replacement); zeros with an all-false mask for text",
+            "multimodal": "expand each placeholder token to the N outputs of encoder_<m>.onnx for its "
+                          "input (N copies of the placeholder id), feed those embeddings as inputs_embeds "
+                          "with embeds_mask true there (encoders.<m>.preprocess_spec says how inputs "
+                          "are prepared)",
         },
         "special_tokens": tok["special_tokens"],
         "placeholders": tok["placeholders"],
@@ -405,4 +470,5 @@ def _manifest(cfg: Any, tokenizer: Any, graphs: dict[str, Any], encoders: dict[s
     }
 
 
-__all__ = ["EXPORTER", "DecoderGraph", "export_decoder", "export_onnx", "graph_io", "quantize_int8"]
+__all__ = ["EXPORTER", "DecoderGraph", "EncoderGraph", "encoder_file", "export_decoder", "export_onnx",
+           "graph_io", "quantize_int8"]

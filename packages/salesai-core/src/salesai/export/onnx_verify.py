@@ -6,7 +6,10 @@ ONNX Runtime session, in three cases that together cover what generation needs:
   2. a decode step (one token) on each side's own cache from case 1;
   3. a different batch size (3) and a random cache of length 5 with a 2-token chunk.
 It reports the max absolute logit difference (over real, non-padded positions) and the max
-present-cache difference per case. `int8_weight_share` measures how many 2-D weight values
+present-cache difference per case. `verify_multimodal` checks a multimodal prefill end to end:
+each `encoder_<m>.onnx` against PyTorch's encoder + projector, then two left-padded prompts
+with placeholders expanded and filled from the ORT embeddings through the decoder graph,
+against `SalesAIModel` splicing the same inputs. `int8_weight_share` measures how many 2-D weight values
 of a quantised graph ended up int8. References: ONNX Runtime `InferenceSession`,
 `onnxruntime.quantization`.
 
@@ -123,6 +126,65 @@ def verify_decoder(
     }
 
 
+def verify_multimodal(model: Any, export_dir: Path, encoders: dict[str, Any], threads: int = 1,
+                      int8: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Encoder graphs and a multimodal prefill through ONNX Runtime vs PyTorch (see the module docstring)."""
+    import onnxruntime as ort
+
+    from salesai.export.onnx import DECODER_FILE, DECODER_INT8_FILE
+    from salesai.ort_runtime import expand_placeholders, left_pad
+
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    opts = session_options(threads)
+    media: dict[str, torch.Tensor] = {}
+    ort_embeds: dict[int, np.ndarray] = {}
+    encoder_diff = 0.0
+    for modality, entry in encoders.items():
+        example = model.encoders[modality].example_input()[:1]  # (1, ...)
+        items = torch.cat([example, example * 0.5 + 0.1], dim=0)  # (2, ...): two different inputs
+        media[modality] = items
+        with torch.no_grad():
+            ref = model.projectors[modality](model.encoders[modality](items)).numpy()  # (2, N, D)
+        file = entry["int8_file"] if int8 else entry["file"]
+        sess = ort.InferenceSession(str(export_dir / file), opts, providers=["CPUExecutionProvider"])
+        got = sess.run(["embeddings"], {"inputs": items.numpy()})[0]
+        encoder_diff = max(encoder_diff, float(np.abs(ref - got).max()))
+        ort_embeds[cfg.placeholder_id(modality)] = got
+    words = [int(t) for t in torch.randint(11, cfg.vocab_size, (8,), generator=gen)]
+    marks = [cfg.placeholder_id(m) for m in encoders]
+    rows = [[cfg.bos_token_id, *marks, *words[:3]], [cfg.bos_token_id, words[3], *marks, *words[4:6]]]
+    # PyTorch: the model's own splice (left padding), full forward
+    ids, mask = left_pad(rows, cfg.pad_token_id)
+    with torch.no_grad():
+        sp = model.splice_media(torch.from_numpy(ids), media, torch.from_numpy(mask), padding_side="left")
+        ref_logits = model(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask).logits.numpy()
+    # ONNX Runtime: expanded ids, embeddings from the encoder graphs, decoder graph prefill
+    exp_rows, fills = expand_placeholders(rows, ort_embeds)
+    e_ids, e_mask = left_pad(exp_rows, cfg.pad_token_id)
+    b, t = e_ids.shape
+    embeds = np.zeros((b, t, cfg.hidden_dim), np.float32)
+    emask = np.zeros((b, t), np.bool_)
+    for r, spots in enumerate(fills):
+        pad = t - len(exp_rows[r])
+        for pos, block in spots:
+            embeds[r, pad + pos : pad + pos + len(block)] = block
+            emask[r, pad + pos : pad + pos + len(block)] = True
+    dec = ort.InferenceSession(str(export_dir / (DECODER_INT8_FILE if int8 else DECODER_FILE)), opts,
+                               providers=["CPUExecutionProvider"])
+    feeds: dict[str, np.ndarray] = {"input_ids": e_ids, "inputs_embeds": embeds, "embeds_mask": emask,
+                                    "attention_mask": e_mask, "position_ids": positions(e_mask)}
+    for i in range(cfg.num_layers):
+        for kind in ("key", "value"):
+            feeds[f"past_{kind}_{i}"] = np.zeros((b, cfg.num_kv_heads, 0, cfg.head_dim), np.float32)
+    got_logits = dec.run(["logits"], feeds)[0]
+    real = e_mask.astype(bool)
+    logit_diff = float(np.abs(ref_logits - got_logits)[real].max())
+    same_ids = bool((sp.input_ids.numpy() == e_ids).all())
+    return {"max_abs_logit_diff": logit_diff, "max_abs_encoder_diff": encoder_diff, "batch": b, "seq": t,
+            "expanded_ids_match": same_ids}
+
+
 def int8_weight_share(fp32_path: str | Path, int8_path: str | Path) -> dict[str, Any]:
     """Share of the fp32 graph's 2-D weight values stored as (u)int8 in the quantised graph."""
     import onnx
@@ -149,4 +211,4 @@ def int8_weight_share(fp32_path: str | Path, int8_path: str | Path) -> dict[str,
     }
 
 
-__all__ = ["int8_weight_share", "verify_decoder"]
+__all__ = ["int8_weight_share", "verify_decoder", "verify_multimodal"]
