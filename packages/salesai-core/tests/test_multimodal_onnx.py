@@ -1,4 +1,4 @@
-"""ONNX export of a multimodal model: encoder graphs in the manifest, verified prefill, ORT generate = torch."""
+"""ONNX export of a multimodal model: encoder graphs in the manifest, verified prefill, ORT = torch."""
 
 from __future__ import annotations
 
@@ -51,8 +51,10 @@ def test_manifest_lists_encoder_graphs_with_preprocess_spec(export_dir: Path) ->
     entry = manifest["encoders"]["image"]
     assert entry["file"] == "encoder_image.onnx" and (export_dir / entry["file"]).is_file()
     assert entry["int8_file"] == "encoder_image.int8.onnx" and (export_dir / entry["int8_file"]).is_file()
-    assert entry["placeholder_id"] == IMG and entry["tokens_per_input"] == 4 and entry["type"] == "toy-patches"
-    assert entry["preprocess_spec"] == {"modality": "image", "format": "npy", "size": [16, 16], "layout": "CHW"}
+    assert entry["placeholder_id"] == IMG and entry["tokens_per_input"] == 4
+    assert entry["type"] == "toy-patches"
+    spec = {"modality": "image", "format": "npy", "size": [16, 16], "layout": "CHW"}
+    assert entry["preprocess_spec"] == spec
     assert entry["inputs"][0]["name"] == "inputs" and entry["outputs"][0]["shape"][2] == 64
     mm = manifest["verification"]["multimodal_prefill"]
     assert mm["expanded_ids_match"] and mm["max_abs_logit_diff"] < 1e-4
