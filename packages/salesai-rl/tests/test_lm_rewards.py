@@ -64,6 +64,22 @@ def test_builtin_values() -> None:
         get("exact-match")()(["q"], ["1"])
 
 
+def test_python_syntax_function_only_cuts_at_the_function_end() -> None:
+    reward = registry("rewards").get("python-syntax")(function_only=True)
+    prompt = "def f(x):\n"
+    assert reward([prompt] * 3, ["    return x\nprint(1", "    return (x\n", ""]) == [1.0, 0.0, 0.0]
+
+
+def test_held_out_signatures_prompt_set() -> None:
+    from salesai_rl.lm.data import load_prompts
+
+    records = load_prompts("held-out-signatures:3")
+    assert len(records) == 3
+    assert all("def " in r["prompt"] and r["prompt"].rstrip().endswith(('"""', ":")) for r in records)
+    with pytest.raises(SalesAIError, match="held-out-signatures:N with N > 0"):
+        load_prompts("held-out-signatures:x")
+
+
 def test_weighted_combination_skips_none() -> None:
     specs = build_rewards(parse_rewards(["exact-match", "length-penalty:0.5"], ["length-penalty.target=1"]))
     totals, means = score(specs, RECORDS, ["2", "44", "pass"])

@@ -58,7 +58,8 @@ def _print_summary(summary: dict[str, Any], json_output: bool) -> None:
 
 def grpo(
     checkpoint: Path = typer.Argument(..., help="Policy checkpoint (or a run dir: its latest checkpoint)."),
-    prompts: Path = typer.Option(..., "--prompts", help='JSON Lines of {"prompt": ..., other fields}.'),
+    prompts: Path = typer.Option(
+        ..., "--prompts", help='JSON Lines of {"prompt": ..., other fields}, or held-out-signatures[:N].'),
     reward: list[str] = typer.Option(..., "--reward", help="Reward NAME or NAME:WEIGHT (repeatable)."),
     reward_option: Optional[list[str]] = typer.Option(
         None, "--reward-option", help="NAME.KEY=VALUE option of a reward (repeatable)."),

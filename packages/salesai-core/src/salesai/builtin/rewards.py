@@ -89,10 +89,14 @@ def regex(**options: Any) -> Reward:
 def python_syntax(**options: Any) -> Reward:
     """1.0 where the prompt + completion parses as Python (`ast.parse`), else 0.0.
 
-    Options: `with_prompt` (parse prompt + completion, the default, or the completion alone).
+    Options: `with_prompt` (parse prompt + completion, the default, or the completion alone);
+    `function_only` (default false): the prompt is a `def` header, and only the function is
+    kept, up to its first dedented line (as `salesai quickstart` scores its samples); an empty
+    body scores 0.
     """
-    _check_options("python-syntax", options, ("with_prompt",))
+    _check_options("python-syntax", options, ("with_prompt", "function_only"))
     with_prompt = bool(options.get("with_prompt", True))
+    function_only = bool(options.get("function_only", False))
 
     def parses(source: str) -> bool:
         try:
@@ -101,8 +105,18 @@ def python_syntax(**options: Any) -> Reward:
             return False
         return True
 
+    def function(prompt: str, completion: str) -> float:
+        from salesai.quickstart import cut_function
+
+        code = cut_function(prompt, completion, finished=False)
+        body = code[len(prompt):] if code.startswith(prompt) else completion
+        return float(bool(body.strip()) and parses(code))
+
     def reward(prompts: Sequence[str], completions: Sequence[str], **fields: Any) -> list[float | None]:
-        return [float(parses(p + c if with_prompt else c)) for p, c in zip(prompts, completions, strict=True)]
+        pairs = zip(prompts, completions, strict=True)
+        if function_only:
+            return [function(p, c) for p, c in pairs]
+        return [float(parses(p + c if with_prompt else c)) for p, c in pairs]
 
     return reward
 
@@ -131,6 +145,6 @@ def register_rewards(register: Register) -> None:
     register("regex", regex, description="1 if the completion matches a regular expression",
              options={"pattern": "required", "mode": "search | fullmatch"}, test_options={"pattern": r"\d+"})
     register("python-syntax", python_syntax, description="1 if prompt + completion parses as Python",
-             options={"with_prompt": "true"})
+             options={"with_prompt": "true", "function_only": "false"})
     register("length-penalty", length_penalty, description="0 up to `target` characters, down to -1 beyond",
              options={"target": "200"})

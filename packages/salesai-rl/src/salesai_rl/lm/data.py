@@ -4,6 +4,10 @@
   other key (`"answer"`, ...) is a field handed to the rewards.
 - Preferences (`salesai rl dpo --data`): one object per line with string `"prompt"`,
   `"chosen"` and `"rejected"`.
+- Built-in prompt set `held-out-signatures[:N]` (where no such file exists): N (default 64)
+  function headers with their docstrings from the validation files of `salesai quickstart`'s
+  default corpus (the running Python's standard library), methods inside a stub of their
+  class, as the quickstart samples them; for the `python-syntax` reward.
 A bad file fails with one `SalesAIError` naming the file, the line and what was expected.
 """
 
@@ -42,9 +46,29 @@ def _records(path: str | Path, required: tuple[str, ...], what: str) -> list[dic
     return records
 
 
+SIGNATURES = "held-out-signatures"
+
+
 def load_prompts(path: str | Path) -> list[dict[str, Any]]:
     """Prompt records; each keeps its 1-based line number under `_line` (for error messages)."""
+    name = str(path)
+    if name.split(":", 1)[0] == SIGNATURES and not Path(name).exists():
+        return signature_prompts(name)
     return _records(path, ("prompt",), "prompts")
+
+
+def signature_prompts(spec: str = SIGNATURES) -> list[dict[str, Any]]:
+    """`held-out-signatures[:N]`: records {"prompt", "name", "source"} of N held-out functions."""
+    from salesai.data import heldout_signatures, stdlib_corpus
+    from salesai.quickstart import QuickstartOptions, contextual_prompt
+
+    _, _, count = spec.partition(":")
+    if count and not (count.isdigit() and int(count) > 0):
+        raise SalesAIError(f"--prompts {spec!r}: expected {SIGNATURES} or {SIGNATURES}:N with N > 0")
+    split = stdlib_corpus(max_bytes=QuickstartOptions().max_corpus_bytes)  # the quickstart's split
+    sigs = heldout_signatures(split.validation, n=int(count or 64), seed=0, include_docstring=True)
+    return [{"prompt": contextual_prompt(s), "name": s.name, "source": f"{s.path.name}:{s.line}",
+             "_line": i + 1} for i, s in enumerate(sigs)]
 
 
 def load_preferences(path: str | Path) -> list[dict[str, Any]]:
@@ -59,4 +83,4 @@ def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> Path:
     return write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-__all__ = ["load_preferences", "load_prompts", "write_jsonl"]
+__all__ = ["load_preferences", "load_prompts", "signature_prompts", "write_jsonl"]
