@@ -101,6 +101,8 @@ def run_export(
 
     start = time.perf_counter()
     model, tokenizer = load_checkpoint(checkpoint)
+    if fmt != "hf" and callable(getattr(model, "merged_model", None)):
+        model = model.merged_model()  # a LoRA adapter checkpoint: merged first (hf writes a PEFT adapter)
     with atomic_dir(out) as tmp:
         result = entry.factory(model, tokenizer, tmp, **options)
     result_path = Path(result) if result is not None else out

@@ -14,6 +14,8 @@ The weights are renamed 1:1 (same maths, same RoPE convention), in one of two la
 - `layout="stacked"`: transformers 5's in-memory layout, `mlp.experts.gate_up_proj`
   (E, 2I, D) = [w1; w3] and `mlp.experts.down_proj` (E, D, I); loads in transformers >= 5 only.
 Options: `layout`, `dtype` ("float32", "bfloat16", "float16").
+A LoRA adapter checkpoint (salesai.lora) exports as its base plus `adapter/`, a PEFT adapter
+directory (`PeftModel.from_pretrained(base, "out/adapter")`, salesai.lora.peft).
 Our aux-loss coefficient is written as `router_aux_loss_coef = aux_loss_coef / top_k`
 (transformers' Mixtral loss is top_k times ours); the router z-loss has no HF counterpart.
 References: transformers `configuration_mixtral.py`, `conversion_mapping.py` ("mixtral").
@@ -163,6 +165,13 @@ def export_hf(
 
     if options:
         raise SalesAIError(f"hf export: unknown option(s) {', '.join(sorted(options))}; known: layout, dtype")
+    if callable(getattr(model, "adapter_state_dict", None)):  # LoRA (salesai.lora): base + PEFT adapter/
+        from salesai.lora.peft import export_peft_adapter
+
+        base: Any = model.base
+        path = export_hf(base, tokenizer, out_dir, layout=layout, dtype=dtype)
+        export_peft_adapter(model, Path(out_dir) / "adapter", DTYPES.get(dtype, torch.float32))
+        return path
     cfg: Any = model.config
     check_exportable(cfg)
     if dtype not in DTYPES:
