@@ -64,7 +64,8 @@ def tests(session: nox.Session, package: str) -> None:
     if package == "core":
         session.install(f"{_path('core')}[hf,test]")
     else:
-        session.install(f"{_path('core')}[test]", f"{_path(package)}[test]")
+        extras = "test,hf,data" if package == "vision" else "test"  # vision: ViTModel parity, digits data
+        session.install(f"{_path('core')}[test]", f"{_path(package)}[{extras}]")
     _pytest(session, f"packages/{PACKAGES[package]}/tests")
 
 

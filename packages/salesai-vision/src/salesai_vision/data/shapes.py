@@ -1,7 +1,7 @@
 """`shapes`: two coloured shapes above/below or side by side, with captions and questions.
 
 Each 64x64 image holds two distinct objects (shape x colour); the caption names the top (or
-left) object first: "a red circle above a blue square", "a green cross to the left of a
+left) object first: "a red circle above a blue square", "an orange cross to the left of a
 yellow diamond". Questions with one-word answers ask a colour, a shape, a relation or a count.
 
 Splits (written to README.md beside the data):
@@ -33,9 +33,13 @@ RELATIONS = ("above", "left")  # the first-named object is at the top / on the l
 Obj = tuple[str, str]  # (colour, shape)
 
 
+def _article(obj: Obj) -> str:
+    return "an" if obj[0][0] in "aeiou" else "a"
+
+
 def caption(a: Obj, b: Obj, relation: str) -> str:
     link = "above" if relation == "above" else "to the left of"
-    return f"a {a[0]} {a[1]} {link} a {b[0]} {b[1]}"
+    return f"{_article(a)} {a[0]} {a[1]} {link} {_article(b)} {b[0]} {b[1]}"
 
 
 def draw(draw_: Any, obj: Obj, cx: float, cy: float, r: float) -> None:
