@@ -52,6 +52,9 @@ def _add_builtin_commands(app: typer.Typer) -> None:
 
     for module in (plugins_cmd, tokenizer_cmd, data_cmd, train_cmd, model_cmd, export_cmd, lora_cmd):
         module.register(app)
+    from salesai.cli import classify_cmd
+
+    classify_cmd.register(app)
 
 
 def make_app() -> typer.Typer:

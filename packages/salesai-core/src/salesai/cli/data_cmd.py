@@ -15,6 +15,13 @@ def inspect(
     paths: list[str] = typer.Argument(..., help="Text files, .jsonl files, folders or globs."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer dir: count tokens too."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    val: Optional[str] = typer.Option(
+        None, "--val", help="Labelled validation file: texts also in PATHS (leakage), unseen labels."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Labelled data: the text column."),
+    label_column: Optional[str] = typer.Option(
+        None, "--label-column", help="Labelled data: the label column."),
+    max_len: int = typer.Option(256, "--max-len", min=3, help="Labelled data: texts longer than this many "
+                                "tokens (with --tokenizer) are reported."),
 ) -> None:
     """Records, modalities, sizes and problems (with line numbers) of PATHS."""
     from salesai.data.inspection import inspect_data
@@ -24,7 +31,8 @@ def inspect(
         from salesai.tokenizer import Tokenizer
 
         tok = Tokenizer.from_pretrained(tokenizer)
-    report = inspect_data(list(paths), tokenizer=tok)
+    report = inspect_data(list(paths), tokenizer=tok, val=val, text_column=text_column,
+                          label_column=label_column, max_len=max_len)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -47,6 +55,10 @@ def inspect(
         summary.add_row("tokens", f"{report.tokens:,} (vocab {report.tokenizer_vocab_size})")
     summary.add_row("problems", str(len(report.problems)))
     console.print(summary)
+    if report.classification is not None:
+        from salesai.cli.classify_cmd import print_classification_summary
+
+        print_classification_summary(console, report.classification)
     if report.problems:
         table = Table(title="problems")
         for col in ("file", "line", "kind", "message"):

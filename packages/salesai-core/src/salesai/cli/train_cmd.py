@@ -47,6 +47,14 @@ def train(
     lora: Optional[str] = typer.Option(
         None, "--lora", help="Train LoRA adapters on the frozen --init model, e.g. "
                              "r=16,alpha=32,targets=attn,experts (docs/lora.md)."),
+    task: str = typer.Option("lm", "--task", help="lm (language model) or classify (a text classifier "
+                             "from a labelled CSV/TSV/JSON/JSONL file, docs/classification.md)."),
+    text_column: Optional[str] = typer.Option(
+        None, "--text-column", help="classify: the column of the texts (default: text)."),
+    label_column: Optional[str] = typer.Option(
+        None, "--label-column", help="classify: the column of the labels (default: label)."),
+    class_weights: str = typer.Option(
+        "none", "--class-weights", help="classify: none or balanced (loss weights n / (classes * count))."),
 ) -> None:
     """Train a model on your data (a tokenizer too, unless --tokenizer or --init is given)."""
     from salesai.train.config import RunConfig, load_run_config
@@ -58,6 +66,11 @@ def train(
     overrides: dict[str, Any] = dict(out_dir=str(out), max_steps=max_steps, batch_size=batch_size,
                                      seq_len=seq_len, num_threads=threads, precision=precision)
     run.training = run.training.replace(**overrides)
+    if task != "lm":
+        from salesai.cli.classify_cmd import train_task
+
+        return train_task(task, run, data, val, resume, tokenizer, vocab_size, json_output, init, text_column,
+                          label_column, class_weights)
     summary = train_from_files(run, data, val_paths=val, resume=resume, tokenizer_path=tokenizer,
                                vocab_size=vocab_size, log=_notice, init=init, lora=lora)
     if summary is None:  # not rank 0
@@ -83,9 +96,17 @@ def eval_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or auto."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="A classifier: the text column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="A classifier: the labels."),
 ) -> None:
-    """Validation loss, perplexity and expert usage of a checkpoint on some data."""
+    """Validation loss, perplexity and expert usage of a checkpoint on some data (a classifier: accuracy,
+    macro-F1, per-class precision/recall and the confusion matrix on a labelled file)."""
+    from salesai.cli.classify_cmd import eval_classifier, is_classifier_checkpoint
     from salesai.train.run import evaluate_checkpoint
+
+    if is_classifier_checkpoint(checkpoint):
+        return eval_classifier(checkpoint, data, batch_size, threads, precision, json_output, text_column,
+                               label_column)
 
     result = evaluate_checkpoint(checkpoint, data, batch_size=batch_size, seq_len=seq_len,
                                  max_batches=max_batches, threads=threads, precision=precision)

@@ -44,6 +44,7 @@ class InspectReport:
     tokens: int | None = None  # with a tokenizer
     tokenizer_vocab_size: int | None = None
     problems: list[Problem] = field(default_factory=list)
+    classification: dict[str, Any] | None = None  # labelled data: label counts, imbalance, leakage, ...
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,9 +52,19 @@ class InspectReport:
 
 def inspect_data(
     path: PathLike | Sequence[PathLike], tokenizer: TokenizerLike | None = None,
+    val: PathLike | None = None, text_column: str | None = None, label_column: str | None = None,
+    max_len: int = 256,
 ) -> InspectReport:
-    """Count records, characters, words (and tokens with a tokenizer); find problems by line."""
+    """Count records, characters, words (and tokens with a tokenizer); find problems by line.
+
+    Labelled files (CSV/TSV, JSON/JSONL whose metadata says `task: classify`, or any of these with
+    `text_column`/`label_column` given) get a classification summary (`salesai.data.tabular`):
+    label counts and imbalance, duplicates, empty texts, texts longer than `max_len` tokens, and
+    with `val` the texts in both (leakage) and labels unseen in training."""
+    from salesai.data.tabular import SUFFIXES, inspect_labelled, is_labelled_file
+
     files = resolve_sources(path)
+    labelled: list[Path] = []
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     report = InspectReport(path=", ".join(os.fspath(p) for p in paths))
     report.files = len(files)
@@ -69,6 +80,9 @@ def inspect_data(
             report.tokens += len(tokenizer.encode(text))
 
     for f in files:
+        if is_labelled_file(f) or ((text_column or label_column) and f.suffix.lower() in SUFFIXES):
+            labelled.append(f)
+            continue
         if f.suffix.lower() != ".jsonl":
             report.records += 1
             text = read_text(f)
@@ -91,6 +105,14 @@ def inspect_data(
                 mods = obj["metadata"].get("modalities")
                 if isinstance(mods, list) and all(isinstance(m, str) for m in mods):
                     declared = list(mods)
+    if labelled:
+        report.classification, found_problems = inspect_labelled(labelled, val, tokenizer, text_column,
+                                                                 label_column, max_len)
+        train = report.classification.get("train", {})
+        report.records += train.get("rows", 0) + train.get("bad_rows", 0)
+        report.empty_records += train.get("empty_texts", 0)
+        detected.add("text")
+        report.problems.extend(Problem(p, row, kind, msg) for p, row, kind, msg in found_problems)
     order = ["text", *MEDIA_KEYS]
     found = sorted(detected, key=lambda m: order.index(m) if m in order else len(order))
     if declared is not None:

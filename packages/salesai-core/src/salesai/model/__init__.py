@@ -19,6 +19,8 @@ _LAZY: dict[str, str] = {
     "save_checkpoint": "salesai.model.checkpoint",
     "load_checkpoint": "salesai.model.checkpoint",
     "SalesAIForSequenceClassification": "salesai.model.classifier",
+    "TextClassifier": "salesai.model.classifier",
+    "load_classifier": "salesai.model.classifier",
 }
 
 __all__ = list(_LAZY)

@@ -210,4 +210,40 @@ class SalesAIForSequenceClassification(nn.Module):
         self.model.reset_expert_usage()
 
 
-__all__ = ["Backbone", "SalesAIForSequenceClassification", "encode_texts", "last_token_index", "pad_batch"]
+class TextClassifier:
+    """A classifier with its tokenizer: `predict(texts)` -> label, score and probabilities per text.
+
+        clf = salesai.model.load_classifier("clf")          # checkpoint or run directory
+        clf.predict(["def read_config(path): ...", "SELECT 1"])
+        # [{"label": "python", "score": 0.97, "probabilities": {"python": 0.97, "sql": 0.03}}, ...]
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: SalesAIForSequenceClassification, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+    def predict(self, texts: str | Sequence[str], batch_size: int = 32) -> list[dict[str, Any]]:
+        return self.model.predict(texts, self.tokenizer, batch_size=batch_size)
+
+
+def load_classifier(path: str | Path, device: str | torch.device | None = None) -> TextClassifier:
+    """The classifier of a checkpoint or run directory, with its tokenizer, ready to `predict`."""
+    from salesai.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path)
+    model, tokenizer = load_checkpoint(ckpt, device=device)
+    if not isinstance(model, SalesAIForSequenceClassification):
+        raise SalesAIError(f"{ckpt}: a language model, not a classifier (its config.json has no labels); "
+                           "train one with `salesai train --task classify`")
+    if tokenizer is None:
+        raise SalesAIError(f"{ckpt}: no tokenizer.model beside the classifier's weights")
+    return TextClassifier(model, tokenizer)
+
+
+__all__ = ["Backbone", "SalesAIForSequenceClassification", "TextClassifier", "encode_texts",
+           "last_token_index", "load_classifier", "pad_batch"]

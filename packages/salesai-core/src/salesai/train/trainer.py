@@ -132,6 +132,23 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
 
 
+def as_dataset(data: Any, seq_len: int) -> Any:
+    """A dataset with `batch(indices)` as it is (its batches: (B, T) token ids, or a dict of model keyword
+    arguments, e.g. salesai.train.classify's); token arrays and sequences through TokenSequences."""
+    if callable(getattr(data, "batch", None)) and not isinstance(data, (torch.Tensor, np.ndarray)):
+        return data
+    return TokenSequences(data, seq_len)
+
+
+def model_inputs(batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch as the model's keyword arguments: token ids (B, T) are input_ids and labels (the model
+    shifts them); a dict is passed on as it is."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    ids = batch.to(device, non_blocking=True)  # (B, T)
+    return {"input_ids": ids, "labels": ids}
+
+
 def micro_indices(step: int, micro: int, cfg: TrainConfig, info: D.DistInfo, order: SampleOrder) -> list[int]:
     """Dataset indices of micro-batch `micro` of optimizer step `step` on this rank."""
     b, world = cfg.batch_size, info.world_size
@@ -230,8 +247,8 @@ class Trainer:
             self.engine = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=moe)  # an expert may receive no token in a micro-batch
-        self.train_data = TokenSequences(train_data, config.seq_len)
-        self.val_data = TokenSequences(val_data, config.seq_len) if val_data is not None else None
+        self.train_data = as_dataset(train_data, config.seq_len)
+        self.val_data = as_dataset(val_data, config.seq_len) if val_data is not None else None
         self.tokenizer = tokenizer
         self.optimizer = build_optimizer(self.model, config)
         self.order = SampleOrder(len(self.train_data), config.seed)
@@ -283,13 +300,13 @@ class Trainer:
         self.engine.train()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # [loss, aux]
         for micro in range(cfg.grad_accum):
-            ids = self.train_data.batch(micro_indices(step, micro, cfg, self.info, self.order))
-            ids = ids.to(self.device, non_blocking=True)  # (B, T)
+            indices = micro_indices(step, micro, cfg, self.info, self.order)
+            batch = model_inputs(self.train_data.batch(indices), self.device)
             sync = micro == cfg.grad_accum - 1 or not self.info.enabled
             ctx = contextlib.nullcontext() if sync else self.engine.no_sync()  # type: ignore[operator]
             with ctx:
                 with autocast(self.device, self.precision):
-                    out = self.engine(ids, labels=ids)
+                    out = self.engine(**batch)
                 (out.loss / cfg.grad_accum).backward()
             aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
             sums += torch.stack([out.loss.detach().double(), aux.detach().double().to(self.device)])
@@ -306,6 +323,11 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         if self.val_data is None:
             return {"expert_usage": expert_usage(self.model)}
+        own = getattr(self.val_data, "evaluate", None)
+        if callable(own):  # a dataset with its own metrics (classification: accuracy, F1, confusion matrix)
+            record: dict[str, Any] = own(self.engine, self.config.batch_size, self.device, self.precision,
+                                         self.info)
+            return record
         cfg = self.config  # eval_steps global batches: the same sequences for any world size/accumulation
         return evaluate(self.engine, self.val_data, cfg.batch_size, cfg.eval_steps * cfg.grad_accum,
                         self.device, self.precision, self.info)
@@ -356,6 +378,7 @@ class Trainer:
                     cfg = self.config = dataclasses.replace(cfg, max_steps=max(1, self.step + max(0, left)))
                     end = min(cfg.max_steps, stop_at_step if stop_at_step is not None else cfg.max_steps)
                     bar.set_total(end)
+                prev = now
                 tps = tokens_done / max(now - t0, 1e-9)
                 bar.update(self.step, stats, tps)
                 if self.step % cfg.log_every == 0 or self.step == end:
@@ -378,7 +401,6 @@ class Trainer:
             bar.close()
         result.elapsed_s = time.perf_counter() - t0
         result.tokens_per_s = tokens_done / max(result.elapsed_s, 1e-9)
-                prev = now
         if last_eval != self.step:
             result.evals.append(self._eval_and_log(None))
         already = (self.out_dir / S.step_dir_name(self.step)).is_dir() and not result.losses
@@ -391,8 +413,9 @@ class Trainer:
         record = {"kind": "eval", "step": self.step, **self.evaluate()}
         self.write_metrics(record)
         if "val_loss" in record:
-            msg = (f"step {self.step}: val loss {record['val_loss']:.4f}, "
-                   f"perplexity {record['val_perplexity']:.2f}")
+            metric = (f"accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record
+                      else f"perplexity {record['val_perplexity']:.2f}")
+            msg = f"step {self.step}: val loss {record['val_loss']:.4f}, {metric}"
             if bar is not None and bar.active:
                 bar.print(msg)
             else:
