@@ -1,4 +1,4 @@
-"""The `salesai audio` command group: `make-data` (spoken digits) and `features` (inspect a clip).
+"""The `salesai audio` command group: `make-data` (spoken digits), `transcribe`, `features` (inspect a clip).
 
 Nothing heavy is imported here; torch and scipy load inside the commands.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -19,6 +20,7 @@ def make_app() -> typer.Typer:
     """A new `audio` typer group."""
     app = typer.Typer(name="audio", help=HELP, no_args_is_help=True)
     app.command("make-data")(make_data)
+    app.command("transcribe")(transcribe)
     app.command("features")(features)
     return app
 
@@ -51,6 +53,40 @@ def make_data(
         f"wrote {counts['train']} train and {counts['test']} test clips "
         f"({counts['test_speakers']} held-out speakers) to {out}"
     )
+
+
+def transcribe(
+    source: Path = typer.Argument(..., help="A checkpoint or run directory, or an ONNX export directory."),
+    files: list[Path] = typer.Argument(..., help="Audio files (WAV; FLAC/OGG with the formats extra)."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime or onnxruntime-int8."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per file."),
+    prompt: str = typer.Option("<audio>", "--prompt", help="The prompt around the <audio> placeholder."),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Longest transcript, in tokens."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Clips per generation batch."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the library's)."),
+) -> None:
+    """Transcribe audio files with an audio model: one line (or JSON record) per file, greedy."""
+    from salesai.cli import error
+    from salesai_audio.transcribe import transcribe as run
+
+    records = run(
+        source,
+        files,
+        backend=backend,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        threads=threads,
+    )
+    for record in records:
+        if as_json:
+            typer.echo(json.dumps(record))
+        elif "error" in record:
+            error(record["error"])
+        else:
+            typer.echo(f"{record['file']}\t{record['text']}")
+    if any("error" in r for r in records):
+        raise typer.Exit(2)
 
 
 def features(
