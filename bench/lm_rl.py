@@ -79,7 +79,8 @@ def run_dpo(model: Any, ref: Any, tok: Any, train: list[dict[str, Any]], held_ou
              for p, d in zip(train, [1, -1, 2, -2] * len(train), strict=False)]
     held_pairs = [{"prompt": p["prompt"], "chosen": p["answer"], "rejected": str(int(p["answer"]) + 1)}
                   for p in held_out]
-    cfg = DPOConfig(steps=args.dpo_steps, batch_size=16, lr=args.dpo_lr, beta=0.1, seed=seed, save_every=0)
+    cfg = DPOConfig(steps=args.dpo_steps, batch_size=16, lr=args.dpo_lr, beta=0.1, seed=seed, save_every=0,
+                    sft_weight=args.dpo_sft_weight)
     trainer = DPOTrainer(model, tok, pairs, cfg, None, ref_model=ref, log=None)
     while trainer.step_count < args.dpo_steps:
         trainer.step()
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--max-sft-steps", type=int, default=1000)
     ap.add_argument("--dpo-steps", type=int, default=100)
     ap.add_argument("--dpo-lr", type=float, default=1e-4)
+    ap.add_argument("--dpo-sft-weight", type=float, default=0.0)
     ap.add_argument("--methods", default="grpo,reinforce,dpo")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

@@ -8,7 +8,8 @@ attributes the method reads, so no TRL trainer (datasets, accelerate state) is b
   value and gradient agree.
 - DPO: our tiny model exported with the `hf` exporter and loaded by transformers is the
   model TRL scores (through its fused LM head), on TRL's right-padded [chosen; rejected]
-  layout; our DPO loss on our model, with our left-padded batches, equals TRL's to 1e-5.
+  layout; our DPO loss on our model, with our left-padded batches, equals TRL's to 1e-5, also
+  with the chosen-NLL term (TRL loss_types ["sigmoid", "sft"], our `sft_weight`).
 Skipped unless trl (the `test` extra of salesai-rl) is installed.
 """
 
@@ -24,7 +25,7 @@ import torch
 
 from salesai_rl.lm import losses
 from salesai_rl.lm.dpo import pair_batch
-from salesai_rl.lm.policy import encode_prompt, sequence_logprobs
+from salesai_rl.lm.policy import completion_logprobs, encode_prompt
 
 trl = pytest.importorskip("trl")
 transformers = pytest.importorskip("transformers")
@@ -124,8 +125,8 @@ def _trl_dpo_inputs(tokenizer: Any, records: list[dict[str, str]]) -> dict[str, 
     return {"input_ids": ids, "attention_mask": attn, "completion_mask": cmask}
 
 
-@pytest.mark.parametrize("num_experts", [4, 1])  # MixtralForCausalLM and LlamaForCausalLM
-def test_dpo_loss_matches_trl_on_the_hf_export(tmp_path: Path, num_experts: int) -> None:
+@pytest.mark.parametrize(("num_experts", "sft_weight"), [(4, 0.0), (1, 0.0), (4, 0.5)])  # Mixtral, Llama
+def test_dpo_loss_matches_trl_on_the_hf_export(tmp_path: Path, num_experts: int, sft_weight: float) -> None:
     from salesai import ModelConfig, SalesAIModel
     from salesai.export.hf import export_hf
     from salesai.testing import ByteTokenizer
@@ -142,12 +143,16 @@ def test_dpo_loss_matches_trl_on_the_hf_export(tmp_path: Path, num_experts: int)
     ref_r = torch.tensor([-8.0, -9.5, -26.0])
     beta = 0.1
     with torch.no_grad():
-        chosen, rejected = sequence_logprobs(ours, pair_batch(tok, PAIRS, 512)).chunk(2)
+        batch = pair_batch(tok, PAIRS, 512)
+        per_token, _, _ = completion_logprobs(ours, batch, with_entropy=False)
+        chosen, rejected = (per_token * batch.completion_mask).sum(-1).chunk(2)
         loss, r_c, r_r = losses.dpo_loss(chosen, rejected, ref_c, ref_r, beta)
+        loss = loss + sft_weight * losses.chosen_nll(per_token, batch.completion_mask)
 
     stub = SimpleNamespace(
         model=theirs, accelerator=_Accelerator(), aux_loss_enabled=False, ld_alpha=None,
-        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0],
+        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["sigmoid", "sft"],
+        loss_weights=[1.0, sft_weight],
         beta=beta, label_smoothing=0.0, use_weighting=False, rpo_alpha=None,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         _total_train_tokens=0, _tp_size=1,

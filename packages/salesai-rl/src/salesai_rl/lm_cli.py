@@ -122,6 +122,7 @@ def dpo(
     batch_size: int = typer.Option(8, "--batch-size", help="Preference pairs per step."),
     lr: float = typer.Option(1e-6, "--lr", help="AdamW learning rate."),
     max_length: int = typer.Option(512, "--max-length", help="Prompt + completion tokens kept."),
+    sft_weight: float = typer.Option(0.0, "--sft-weight", help="+ weight x chosen NLL (RPO; TRL 'sft')."),
     live_ref: bool = typer.Option(False, "--live-ref", help="Reference log-probs live, not precomputed."),
     save_every: int = typer.Option(100, "--save-every", help="Checkpoint every N steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pair order."),
@@ -136,7 +137,8 @@ def dpo(
 
     records = load_preferences(data)
     config = DPOConfig(steps=steps, batch_size=batch_size, beta=beta, lr=lr, max_length=max_length,
-                       precompute_ref=not live_ref, save_every=save_every, seed=seed).validate()
+                       sft_weight=sft_weight, precompute_ref=not live_ref, save_every=save_every,
+                       seed=seed).validate()
     _threads(threads)
     model, tokenizer, ckpt = load_policy(checkpoint)
     ref = load_policy(ckpt)[0]

@@ -4,7 +4,8 @@ One step, top to bottom (`DPOTrainer.step`): take `batch_size` pairs (seeded epo
 one batch [chosen rows; rejected rows] (prompt as `[bos] + ids`, completion + eos, as TRL adds
 eos), sum the completion log-probs under the policy, take the reference's (precomputed once
 for the whole data set before training, or live from a frozen copy), loss
--logsigmoid(beta * (chosen log-ratio - rejected log-ratio)) + the MoE load-balancing loss,
+-logsigmoid(beta * (chosen log-ratio - rejected log-ratio)) + the MoE load-balancing loss
+(+ `sft_weight` x the chosen completions' token NLL, TRL's "sft" loss term, as in RPO),
 clip gradients, AdamW step. Logged: loss, rewards/chosen, rewards/rejected, rewards/margins,
 rewards/accuracies (rewards = beta * log-ratio, TRL's names).
 References: Rafailov et al. 2023; TRL `DPOTrainer._compute_loss` (1.16), whose loss this
@@ -43,6 +44,7 @@ class DPOConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 = no clipping
     max_length: int = 512  # prompt + completion tokens kept (prompt cut from the left)
+    sft_weight: float = 0.0  # + weight * mean token NLL of the chosen completions (TRL loss_type "sft", RPO)
     precompute_ref: bool = True  # reference log-probs once, before training; else a live frozen copy
     save_every: int = 100
     keep_last: int = 2
@@ -52,8 +54,9 @@ class DPOConfig:
         for name in ("steps", "batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise SalesAIError(f"{name}={getattr(self, name)}: expected a positive integer")
-        if not (self.beta > 0 and self.lr > 0):
-            raise SalesAIError(f"beta={self.beta}, lr={self.lr}: expected both > 0")
+        if not (self.beta > 0 and self.lr > 0 and self.sft_weight >= 0):
+            raise SalesAIError(f"beta={self.beta}, lr={self.lr}, sft_weight={self.sft_weight}: "
+                               "expected beta, lr > 0 and sft_weight >= 0")
         return self
 
     @classmethod
@@ -151,6 +154,10 @@ class DPOTrainer:
         ref_c, ref_r = ref_c.to(seq.device), ref_r.to(seq.device)
         loss, r_c, r_r = losses.dpo_loss(chosen, rejected, ref_c, ref_r, cfg.beta)
         total = loss + aux if aux is not None else loss
+        nll = None
+        if cfg.sft_weight > 0:
+            nll = losses.chosen_nll(logps, batch.completion_mask.to(logps.device))
+            total = total + cfg.sft_weight * nll
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -168,6 +175,8 @@ class DPOTrainer:
         }
         if aux is not None:
             record["aux_loss"] = float(aux.detach())
+        if nll is not None:
+            record["sft_nll"] = float(nll.detach())
         return record
 
     def evaluate(self, records: list[dict[str, Any]], ref_model: Any = None) -> dict[str, float]:

@@ -181,12 +181,20 @@ def dpo_loss(
     return loss, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 
+def chosen_nll(logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean token NLL of the chosen half of a [chosen; rejected] batch: logps, mask (2P, T) -> scalar."""
+    chosen, _ = logps.chunk(2)
+    chosen_mask, _ = mask.chunk(2)
+    return -chosen[chosen_mask.bool()].mean()
+
+
 __all__ = [
     "LOSS_TYPES",
     "SCALE_REWARDS",
     "SurrogateStats",
     "aggregate",
     "batch_mean_advantages",
+    "chosen_nll",
     "clipped_surrogate",
     "dpo_loss",
     "group_advantages",
