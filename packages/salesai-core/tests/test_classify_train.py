@@ -169,3 +169,18 @@ def test_cli_errors_are_one_line(tmp_path: Path, lm_checkpoint: Path) -> None:
     assert lm.exit_code == 2 and "a language model, not a classifier" in lm.stderr
     task = run_cli(["train", "--task", "regress", "--data", str(train), "--out", str(tmp_path / "o")])
     assert task.exit_code == 2 and "--task 'regress': expected one of lm, classify" in task.stderr
+
+
+def test_docs_page_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = Path(__file__).resolve().parents[3] / "docs" / "classification.md"
+    if not page.is_file():
+        pytest.skip("runs from a repository checkout (docs/ not found)")
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "docs_classification"}
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"{page}[python block {i}]", "exec"), namespace)
+    assert namespace["summary"]["eval"]["val_accuracy"] >= 0.9  # type: ignore[index]
+    assert (tmp_path / "clf" / "latest").is_file()

@@ -111,6 +111,10 @@ def inspect_data(
         train = report.classification.get("train", {})
         report.records += train.get("rows", 0) + train.get("bad_rows", 0)
         report.empty_records += train.get("empty_texts", 0)
+        report.characters += train.get("characters", 0)
+        report.words += train.get("words", 0)
+        if report.tokens is not None:
+            report.tokens += train.get("tokens", 0)
         detected.add("text")
         report.problems.extend(Problem(p, row, kind, msg) for p, row, kind, msg in found_problems)
     order = ["text", *MEDIA_KEYS]

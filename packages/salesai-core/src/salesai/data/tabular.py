@@ -176,9 +176,14 @@ def classification_summary(train: LabelledData, val: LabelledData | None = None,
             "empty_texts": sum(1 for t in data.texts if not t.strip()),
             "bad_rows": len(data.problems),
         }
-        if tokenizer is not None and max_len is not None:
-            out["max_len"] = max_len
-            out["too_long"] = sum(1 for t in data.texts if len(tokenizer.encode(t)) + 2 > max_len)
+        out["characters"] = sum(len(t) for t in data.texts)
+        out["words"] = sum(len(t.split()) for t in data.texts)
+        if tokenizer is not None:
+            lengths = [len(tokenizer.encode(t)) for t in data.texts]
+            out["tokens"] = sum(lengths)
+            if max_len is not None:  # BOS + text + EOS must fit
+                out["max_len"] = max_len
+                out["too_long"] = sum(1 for n in lengths if n + 2 > max_len)
         return out
 
     summary: dict[str, Any] = {"task": "classify", "train": one(train)}
@@ -304,7 +309,7 @@ def inspect_labelled(files: Sequence[str | os.PathLike[str]], val: str | os.Path
             if label not in known:
                 problems.append((val_data.path, row, "unseen_label",
                                  f"label {label!r} does not occur in the training data"))
-    summary = classification_summary(train, val_data, tokenizer, max_len if tokenizer is not None else None)
+    summary = classification_summary(train, val_data, tokenizer, max_len)
     return summary, problems
 
 

@@ -219,7 +219,8 @@ def train_classifier(run: RunConfig, data: str | os.PathLike[str], val: str | os
     if val_rows is not None:
         val_set = ClassificationData(encode_texts(tok, val_rows.texts, max_len), label_ids(val_rows, names),
                                      mcfg.pad_token_id, names)
-    train_cfg = run.fit_to_model(mcfg.hidden_dim).replace(seq_len=max_len)
+    longest = max(len(ids) for ids in train_set.token_ids)  # batches are padded to their longest text
+    train_cfg = run.fit_to_model(mcfg.hidden_dim).replace(seq_len=max(2, longest))
     trainer = Trainer(model, train_cfg, train_set, val_set, tokenizer=tok)
     counts = ", ".join(f"{n}: {int(k)}" for n, k in zip(names, train_set.label_counts(), strict=True))
     say(f"data: {len(train_set)} training texts ({counts}), "
