@@ -129,3 +129,22 @@ def test_trainer_on_records_learns_and_resumes_exactly(tmp_path: Path) -> None:
     b = SalesAIModel.from_pretrained(tmp_path / "b" / "step-000008").state_dict()
     assert any(k.startswith("encoders.") for k in a)
     assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+
+
+def test_freeze_and_init_from_a_text_checkpoint(tmp_path: Path) -> None:
+    from salesai.train.multimodal import freeze, init_model
+
+    torch.manual_seed(1)
+    text = SalesAIModel(ModelConfig.from_name("tiny", vocab_size=len(TOK)))
+    text.save_pretrained(tmp_path / "text")
+    m = init_model(tmp_path / "text", model().config)
+    assert set(m.encoders) == {"image"}
+    torch.testing.assert_close(m.embed_tokens.weight, text.embed_tokens.weight)  # decoder loaded
+    torch.testing.assert_close(m.layers[1].self_attn.q_proj.weight, text.layers[1].self_attn.q_proj.weight)
+    freeze(m, ["encoder", "decoder"], log=lambda _m: None)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("projectors.") for n in trainable)  # LLaVA stage 1
+    with pytest.raises(SalesAIError, match="--freeze-encoder: the model has no encoders"):
+        freeze(text, ["encoder"])
+    with pytest.raises(SalesAIError, match="does not fit the model config"):
+        init_model(tmp_path / "text", model().config.replace(hidden_dim=32, num_heads=2, num_kv_heads=1))

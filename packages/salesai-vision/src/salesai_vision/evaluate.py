@@ -24,8 +24,9 @@ def read_records(path: str | Path, task: str | None = None, limit: int | None = 
         if not line.strip():
             continue
         r = json.loads(line)
-        if task is not None and r.get("task") != task and not (task == "question" and r.get("task") != "caption"):
-            continue
+        kind = r.get("task")
+        if task is not None and kind != task and not (task == "question" and kind != "caption"):
+            continue  # task="question": every record but the captions
         r["image"] = str(p.parent / r["image"])
         out.append(r)
         if limit is not None and len(out) >= limit:

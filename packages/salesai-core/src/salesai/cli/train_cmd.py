@@ -26,7 +26,8 @@ def train(
     data: list[str] = typer.Option(
         ..., "--data", help="Training text: files, folders, globs, .jsonl (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints, metrics.jsonl, token cache."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset (tiny, base, multimodal)."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="Model preset (tiny, base, multimodal, tiny-vision)."),
     config: Optional[Path] = typer.Option(
         None, "--config", help="YAML/JSON/TOML file with preset:, model: and training: sections."),
     val: Optional[list[str]] = typer.Option(
@@ -47,6 +48,11 @@ def train(
     lora: Optional[str] = typer.Option(
         None, "--lora", help="Train LoRA adapters on the frozen --init model, e.g. "
                              "r=16,alpha=32,targets=attn,experts (docs/lora.md)."),
+    freeze_encoder: bool = typer.Option(
+        False, "--freeze-encoder", help="Multimodal: keep the modality encoders' weights fixed."),
+    freeze_decoder: bool = typer.Option(
+        False, "--freeze-decoder", help="Multimodal: keep the decoder fixed (with --freeze-encoder: "
+                                        "train the projectors only, LLaVA stage 1)."),
     task: str = typer.Option("lm", "--task", help="lm (language model) or classify (a text classifier "
                              "from a labelled CSV/TSV/JSON/JSONL file, docs/classification.md)."),
     text_column: Optional[str] = typer.Option(
@@ -72,7 +78,9 @@ def train(
         return train_task(task, run, data, val, resume, tokenizer, vocab_size, json_output, init, text_column,
                           label_column, class_weights)
     summary = train_from_files(run, data, val_paths=val, resume=resume, tokenizer_path=tokenizer,
-                               vocab_size=vocab_size, log=_notice, init=init, lora=lora)
+                               vocab_size=vocab_size, log=_notice, init=init, lora=lora,
+                               freeze=[p for p, on in (("encoder", freeze_encoder),
+                                                       ("decoder", freeze_decoder)) if on])
     if summary is None:  # not rank 0
         return
     if json_output:

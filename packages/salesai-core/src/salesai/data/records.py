@@ -36,6 +36,7 @@ from salesai.data.sources import PathLike, is_metadata, iter_jsonl, resolve_sour
 from salesai.errors import SalesAIError
 
 IGNORE = -100
+CACHE_BYTES = 512 << 20  # preprocessed media kept in memory per dataset (e.g. 10,000 images of 3x64x64)
 RECORD_KEYS = ("text", "prompt", "response")
 MEDIA_KEYS = ("image", "audio")  # media keys recognised even when the model lacks that encoder
 
@@ -166,6 +167,8 @@ class RecordDataset:
         self.seq_len = seq_len
         self.pad_id = pad_id
         self.preprocess = dict(preprocess or {})
+        self._cache: dict[tuple[str, Path], Any] = {}  # preprocessed media (deterministic), up to CACHE_BYTES
+        self._cached_bytes = 0
         for s in self.samples:
             if len(s.ids) > seq_len and any(tok in s.ids[seq_len:] for tok in placeholder_ids):
                 raise SalesAIError(f"{s.where}: {len(s.ids)} tokens; cutting them to seq_len {seq_len} would "
@@ -249,13 +252,26 @@ class RecordDataset:
                 if read is None:
                     raise SalesAIError(f"{it['where']}: no {modality} encoder to read {files[0]}")
                 try:
-                    media.setdefault(modality, []).extend(read(f) for f in files)
+                    media.setdefault(modality, []).extend(self._read(modality, read, f) for f in files)
                 except SalesAIError as exc:
                     raise SalesAIError(f"{it['where']}: {exc}") from None
         batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if media:
             batch["media"] = MediaBatch({m: torch.stack(xs) for m, xs in media.items()})  # (K, ...)
         return batch
+
+
+    def _read(self, modality: str, read: Callable[[Any], Any], file: Path) -> Any:
+        """`read(file)`, kept in memory while the cache holds less than CACHE_BYTES."""
+        key = (modality, file)
+        item = self._cache.get(key)
+        if item is None:
+            item = read(file)
+            size = item.numel() * item.element_size() if hasattr(item, "numel") else 0
+            if self._cached_bytes + size <= CACHE_BYTES:
+                self._cache[key] = item
+                self._cached_bytes += size
+        return item
 
 
 class MediaBatch(dict[str, Any]):

@@ -49,19 +49,23 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
                      resume: bool = False, tokenizer_path: str | os.PathLike[str] | None = None,
                      vocab_size: int | None = None, log: Log = print,
                      init: str | os.PathLike[str] | None = None,
-                     lora: str | None = None) -> dict[str, Any] | None:
+                     lora: str | None = None, freeze: Sequence[str] = ()) -> dict[str, Any] | None:
     """Train from text files; returns a summary dict on rank 0 (None on other ranks).
 
     `init`: start from this checkpoint (its config, weights and tokenizer). `lora`: a LoRA spec
-    (`r=16,alpha=32,targets=attn,experts`, salesai.lora): train adapters on the frozen `init` model."""
+    (`r=16,alpha=32,targets=attn,experts`, salesai.lora): train adapters on the frozen `init` model.
+    Record data (.jsonl with prompt/response or media, salesai.data.records) trains on records
+    instead of a token stream; `freeze`: "encoder" and/or "decoder" (salesai.train.multimodal)."""
     import torch
 
-    from salesai.data import resolve_sources, tokenize_files
+    from salesai.data import is_record_file, iter_record_texts, resolve_sources, tokenize_files
     from salesai.model.config import ModelConfig
     from salesai.model.transformer import SalesAIModel
     from salesai.tokenizer import Tokenizer
     from salesai.train import distributed as D
     from salesai.train import state as S
+    from salesai.train.multimodal import freeze as freeze_parts
+    from salesai.train.multimodal import init_model, record_datasets, with_run_encoders
     from salesai.train.trainer import Trainer, resolve_device
 
     cfg = run.training
@@ -71,6 +75,7 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
     say: Log = log if main else (lambda _msg: None)
     files = resolve_sources(list(data))
     val_files = resolve_sources(list(val_paths)) if val_paths else None
+    records = any(is_record_file(f) for f in files)  # prompt/response or media records
     ckpt = S.latest_checkpoint(out) if resume else None
     if not resume and S.latest_checkpoint(out) is not None:
         raise SalesAIError(f"--out {out}: already holds checkpoints; pass --resume to continue, "
@@ -86,7 +91,7 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
         tok = Tokenizer.from_pretrained(ckpt)
         model_cfg = ModelConfig.from_file(ckpt / "config.json")
     elif init_dir is not None:  # the init checkpoint's model and (unless --tokenizer) tokenizer
-        model_cfg = ModelConfig.from_file(init_dir / "config.json")
+        model_cfg = with_run_encoders(ModelConfig.from_file(init_dir / "config.json"), run)
         tok = Tokenizer.from_pretrained(tokenizer_path or init_dir)
         if len(tok) > model_cfg.vocab_size:
             raise SalesAIError(f"--tokenizer: {len(tok)} pieces, more than the --init model's vocab_size "
@@ -100,7 +105,8 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
             if main:
                 want = vocab_size or model_cfg.vocab_size
                 say(f"training a {want}-piece tokenizer on {len(files)} file(s)")
-                Tokenizer.train([str(f) for f in files], vocab_size=want, out_dir=tok_dir, verbose=True)
+                texts = iter_record_texts(files) if records else [str(f) for f in files]
+                Tokenizer.train(texts, vocab_size=want, out_dir=tok_dir, verbose=True)
             _barrier(info)
             tok = Tokenizer.from_pretrained(tok_dir)
         if len(tok) != model_cfg.vocab_size:
@@ -111,21 +117,6 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
         raise SalesAIError(f"training.seq_len {cfg.seq_len}: expected <= the model's max_seq_len "
                            f"{model_cfg.max_seq_len}")
 
-    # tokens: cached beside the output; rank 0 writes, the others reuse
-    cache = out / "cache"
-    if main:
-        train_file = tokenize_files(files, tok, cache, name="train")
-        val_file = tokenize_files(val_files, tok, cache, name="val") if val_files else None
-    _barrier(info)
-    if not main:
-        train_file = tokenize_files(files, tok, cache, name="train", progress=False)
-        val_file = tokenize_files(val_files, tok, cache, name="val", progress=False) if val_files else None
-    if val_file is not None:
-        train_tokens, val_tokens = train_file.tokens(), val_file.tokens()
-    else:
-        train_tokens, val_tokens = split_tokens(train_file.tokens(), cfg.seq_len)
-    say(f"data: {len(train_tokens):,} training tokens, {len(val_tokens):,} validation tokens")
-
     torch.manual_seed(cfg.seed)
     model: Any
     if lora is not None or (ckpt is not None and (ckpt / "adapter_config.json").is_file()):
@@ -133,11 +124,32 @@ def train_from_files(run: RunConfig, data: Sequence[str], val_paths: Sequence[st
 
         model = lora_for_training(lora, init_dir, ckpt, log=say)
     elif init_dir is not None and ckpt is None:
-        from salesai.model.checkpoint import load_pretrained
-
-        model = load_pretrained(init_dir)
+        model = init_model(init_dir, model_cfg)  # (a text checkpoint under new encoders: decoder loaded)
     else:
         model = SalesAIModel(model_cfg)
+    freeze_parts(model, freeze, say)
+
+    train_tokens: Any
+    val_tokens: Any
+    if records:  # prompt/response or media records, encoded in memory (salesai.data.records)
+        train_tokens, val_tokens = record_datasets(files, val_files, tok, cfg.seq_len, model)
+        say(f"data: {len(train_tokens):,} training records, {len(val_tokens):,} validation records")
+    else:  # tokens: cached beside the output; rank 0 writes, the others reuse
+        cache = out / "cache"
+        if main:
+            train_file = tokenize_files(files, tok, cache, name="train")
+            val_file = tokenize_files(val_files, tok, cache, name="val") if val_files else None
+        _barrier(info)
+        if not main:
+            train_file = tokenize_files(files, tok, cache, name="train", progress=False)
+            val_file = (tokenize_files(val_files, tok, cache, name="val", progress=False)
+                        if val_files else None)
+        if val_file is not None:
+            train_tokens, val_tokens = train_file.tokens(), val_file.tokens()
+        else:
+            train_tokens, val_tokens = split_tokens(train_file.tokens(), cfg.seq_len)
+        say(f"data: {len(train_tokens):,} training tokens, {len(val_tokens):,} validation tokens")
+
     trainer = Trainer(model, cfg, train_tokens, val_tokens, tokenizer=tok)
     say(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, precision "
         f"{trainer.precision}, {info.world_size} process(es), {trainer.global_batch_tokens:,} tokens/step")
