@@ -75,3 +75,20 @@ def test_split_holds_out_speakers_per_engine() -> None:
     assert sum(s.engine == "espeak-ng" for s in test) == 4
     assert sum(s.engine == "flite" for s in test) == 1
     assert split_speakers(speakers, seed=0) == (train, test)
+
+
+@needs_espeak
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed: apt-get install flite")
+def test_make_data_with_flite_holds_out_a_voice_per_engine(tmp_path: Path) -> None:
+    out = tmp_path / "mixed"
+    args = ["audio", "make-data", "digits", "--out", str(out), "--n", "12", "--engines", "espeak-ng,flite"]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.stderr
+    readme = (out / "README.md").read_text()
+    held_out = readme.split("at least one): ")[1]
+    assert "flite:" in held_out and "espeak-ng:" in held_out
+    records = _records(out / "train.jsonl") + _records(out / "test.jsonl")
+    for record in records:
+        assert read_audio(out / record["audio"]).shape[0] > 1600
+    flite_clips = [r for r in records if r["speaker"].startswith("flite:")]
+    assert flite_clips, "no clip spoken by flite in 12 draws"
