@@ -1,6 +1,19 @@
-"""Registers nothing yet: the HTTP server and the `salesai serve` command arrive with a later issue.
+"""The `salesai` entry point of salesai-serve: adds the `salesai serve` command.
 
-This is the module the `salesai` entry point of salesai-serve names. Until the components
-exist it implements no hook, so `salesai plugins` lists the distribution, its version
-and this line, with nothing registered: no stub pretends to work.
+Nothing heavy is imported here or at registration: FastAPI, uvicorn and torch load when
+the command runs.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+import salesai
+
+
+@salesai.hookimpl
+def register_commands(app: Any) -> None:
+    """Add `salesai serve`."""
+    from salesai_serve.cli import register
+
+    register(app)

@@ -1,0 +1,35 @@
+"""Backends: one interface (`Backend`), a PyTorch and an ONNX Runtime implementation.
+
+`load_backend(name, path, threads)` picks one by name: `pytorch` (a checkpoint directory),
+`onnxruntime` / `onnxruntime-int8` (an ONNX export directory; torch is never imported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salesai.errors import SalesAIError
+from salesai_serve.backends.base import Backend, Sampler, SamplingParams
+
+BACKEND_NAMES = ("pytorch", "onnxruntime", "onnxruntime-int8")
+
+
+def load_backend(name: str, path: str | Path, threads: int | None = None) -> Backend:
+    """Load `path` with backend `name`; a SalesAIError names a wrong backend or directory."""
+    path = Path(path)
+    if name not in BACKEND_NAMES and name != "torch":
+        raise SalesAIError(f"--backend {name!r}: expected one of {', '.join(BACKEND_NAMES)}")
+    if not path.is_dir():
+        raise SalesAIError(f"{path}: checkpoint or export directory not found")
+    if name in ("pytorch", "torch"):
+        if (path / "manifest.json").is_file() and not (path / "config.json").is_file():
+            raise SalesAIError(f"{path}: an ONNX export; serve it with --backend onnxruntime")
+        from salesai_serve.backends.torch_backend import TorchBackend
+
+        return TorchBackend.load(path, threads=threads)
+    from salesai_serve.backends.ort_backend import OrtBackend
+
+    return OrtBackend.load(path, variant="int8" if name.endswith("int8") else "fp32", threads=threads)
+
+
+__all__ = ["BACKEND_NAMES", "Backend", "Sampler", "SamplingParams", "load_backend"]

@@ -1,0 +1,90 @@
+"""The backend interface the engine drives: a batch of rows, each a sequence with its own KV cache.
+
+A backend holds the rows of the running batch in a stable order (row i = the engine's i-th
+running sequence). The engine calls:
+
+- `add(ids) -> logits (V,)`: prefill one new prompt alone and append it as the last row;
+- `decode(tokens) -> logits (rows, V)`: one forward for every row, one new token each;
+- `keep(indices)`: drop every other row (finished or cancelled), order preserved;
+- `sampler(params, prompt_ids)`: a per-request sampler for this backend's logits.
+
+Rows share one time axis: a new row is left-padded to the current length (or the others
+are, when its prompt is longer); each row has its own positions and a key mask, so padding
+never changes a row's maths. When the axis reaches the context length, rows are compacted
+(their real positions moved right-aligned). A lone row with no padding computes exactly
+what `SalesAIModel.generate` / `OrtGenerator` compute, so greedy output is identical.
+
+Extension point: multimodal prompts will pass injected embeddings to `add` (the ONNX graph
+already takes `inputs_embeds`/`embeds_mask`; the PyTorch path needs `inputs_embeds` in
+`SalesAIModel.step`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class SamplingParams:
+    """Per-request generation settings (OpenAI names; top_k / repetition_penalty are extras)."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float | None = None  # None or 1.0 = off
+    top_k: int | None = None  # None or 0 = off
+    repetition_penalty: float = 1.0  # CTRL penalty, 1.0 = off
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)  # stop strings, never included in the text
+    ignore_eos: bool = False  # keep going after the end-of-sequence token
+
+
+class Sampler(Protocol):
+    """Picks the next token of one row from its logits (V,); raises FloatingPointError on NaN/inf."""
+
+    def __call__(self, logits: Any) -> int: ...
+
+
+class Backend(ABC):
+    """A model runtime holding the running batch; see the module docstring."""
+
+    name: str  # "pytorch", "onnxruntime", "onnxruntime-int8"
+    max_seq_len: int  # context length (prompt + completion)
+    vocab_size: int
+    eos_id: int
+    add_bos: bool  # prompts start with <s>, as `salesai generate` does
+    tokenizer: Any  # encode(text, add_bos) / decode(ids) / token_to_id / bos_id / eos_id
+    modalities: tuple[str, ...] = ("text",)
+
+    @property
+    @abstractmethod
+    def rows(self) -> int:
+        """Rows in the running batch."""
+
+    @abstractmethod
+    def add(self, ids: Sequence[int]) -> Any:
+        """Prefill `ids` as a new last row; return its next-token logits (V,)."""
+
+    @abstractmethod
+    def decode(self, tokens: Sequence[int]) -> Any:
+        """Feed one token per row; return next-token logits (rows, V)."""
+
+    @abstractmethod
+    def keep(self, indices: Sequence[int]) -> None:
+        """Keep only rows `indices` (ascending), in that order."""
+
+    @abstractmethod
+    def sampler(self, params: SamplingParams, prompt_ids: Sequence[int], index: int = 0) -> Sampler:
+        """A sampler for one sequence; `index` (choice number) offsets the seed."""
+
+    def reset(self) -> None:
+        """Drop every row (after a failed forward)."""
+        self.keep([])
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "context_length": self.max_seq_len, "modalities": list(self.modalities)}
+
+
+__all__ = ["Backend", "Sampler", "SamplingParams"]

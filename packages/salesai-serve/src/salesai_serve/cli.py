@@ -1,0 +1,102 @@
+"""`salesai serve CKPT`: load a checkpoint or ONNX export and serve it over HTTP with uvicorn.
+
+Binds 127.0.0.1:8000 by default. Any other address needs an API key (`--api-key-file`, or
+`SALESAI_API_KEY` with comma-separated keys) unless `--allow-unauthenticated`. SIGTERM (or
+Ctrl-C) makes /ready answer 503 and refuses new requests, lets in-flight requests finish for
+up to `--shutdown-timeout` seconds, then exits 0; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from salesai.errors import SalesAIError
+
+
+def serve(
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint directory, or an ONNX export for --backend onnxruntime*."),
+    backend: str = typer.Option("pytorch", "--backend", help="pytorch, onnxruntime or onnxruntime-int8."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1 = this machine only)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key_file: Optional[Path] = typer.Option(
+        None, "--api-key-file", help="File with one API key per line (also: SALESAI_API_KEY)."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Serve a non-local --host without API keys."),
+    served_model_name: Optional[str] = typer.Option(
+        None, "--served-model-name", help="The `model` name clients send (default: the directory name)."),
+    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Sequences decoded together."),
+    max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting beyond the batch; more get 503."),
+    queue_timeout: float = typer.Option(60.0, "--queue-timeout", help="Seconds a request may wait (504)."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body (413)."),
+    max_tokens_cap: Optional[int] = typer.Option(
+        None, "--max-tokens-cap", help="Largest max_tokens accepted (default: the context length)."),
+    rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Requests per minute per API key."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allowed CORS origin (repeatable)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),
+    shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", help="Seconds to drain on SIGTERM."),
+    enable_docs: bool = typer.Option(False, "--enable-docs", help="Serve /docs and /openapi.json."),
+    no_metrics: bool = typer.Option(False, "--no-metrics", help="Disable /metrics."),
+    metrics_auth: bool = typer.Option(False, "--metrics-auth", help="Require the API key for /metrics."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
+    from salesai_serve.backends import BACKEND_NAMES, load_backend
+    from salesai_serve.settings import ServeSettings, read_api_keys
+
+    if backend not in BACKEND_NAMES:
+        raise SalesAIError(f"--backend {backend!r}: expected one of {', '.join(BACKEND_NAMES)}")
+    if not checkpoint.is_dir():
+        raise SalesAIError(f"{checkpoint}: checkpoint or export directory not found")
+    settings = ServeSettings(
+        model_id=served_model_name or checkpoint.resolve().name,
+        host=host, port=port,
+        api_keys=read_api_keys(str(api_key_file) if api_key_file else None,
+                               os.environ.get("SALESAI_API_KEY")),
+        allow_unauthenticated=allow_unauthenticated,
+        metrics_public=not metrics_auth, enable_metrics=not no_metrics, enable_docs=enable_docs,
+        cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
+        queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
+        rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
+    )
+    settings.check()
+    if not (checkpoint / ("manifest.json" if backend.startswith("onnx") else "config.json")).is_file():
+        onnx = backend.startswith("onnx")
+        kind = "an ONNX export (manifest.json)" if onnx else "a checkpoint (config.json)"
+        raise SalesAIError(f"{checkpoint}: expected {kind} for --backend {backend}")
+    run_server(settings, lambda: load_backend(backend, checkpoint, threads), log_level)
+
+
+def run_server(settings: Any, loader: Any, log_level: str = "info") -> None:
+    """Run uvicorn until SIGTERM/SIGINT; the first signal drains, a second exits at once."""
+    import uvicorn
+
+    from salesai_serve.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, loader)
+    state = app.state.server
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.draining = True  # /ready -> 503 and new requests -> 503 from now on
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                            timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
+                            timeout_keep_alive=5, server_header=False, access_log=False)
+    print(f"salesai serve: http://{settings.host}:{settings.port}/v1 (model '{settings.model_id}', "
+          f"{'API key required' if settings.api_keys else 'no API key'})", flush=True)
+    Server(config).run()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+__all__ = ["register", "run_server", "serve"]

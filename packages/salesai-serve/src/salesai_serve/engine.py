@@ -1,0 +1,329 @@
+"""The engine: a scheduler doing continuous batching over a backend's KV cache; no HTTP here.
+
+Each `step()`:
+1. drops cancelled requests (waiting or running) and fails waiting ones older than the
+   queue timeout (504);
+2. admits waiting requests into free batch slots (up to `max_batch_size`): each is
+   prefilled alone (`backend.add`), so a request whose prefill fails fails alone;
+3. samples one token for every running sequence, decodes it to text (stop strings, UTF-8
+   hold-back), emits a delta, and retires finished sequences (`backend.keep`);
+4. runs one batched decode step for the rest (`backend.decode`).
+New requests join between decode steps, finished ones leave: continuous batching.
+
+Events go to each sequence's `sink` (a callable, called from the engine's thread):
+`Event("start")` when scheduled, `Event("delta", text, token)` per token,
+`Event("finish", finish_reason=...)` with usage, or `Event("error", error=APIError)`.
+`EngineThread` runs `step()` in a background thread; tests can call `step()` directly.
+
+Admission: `reserve(k)` claims k places of `max_batch_size + max_queue` before any
+preprocessing (503 + Retry-After when full); `submit` uses a claimed place, `release` gives
+back unused ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from salesai_serve.backends.base import Backend, Sampler, SamplingParams
+from salesai_serve.errors import APIError, unavailable
+from salesai_serve.text import TextStream
+
+
+@dataclass
+class Event:
+    """What a sequence reports to its sink; see the module docstring."""
+
+    kind: str  # "start" | "delta" | "finish" | "error"
+    text: str = ""
+    token: int | None = None
+    finish_reason: str | None = None  # "stop" | "length" on finish
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: APIError | None = None
+
+
+Sink = Callable[[Event], None]
+_ids = itertools.count()
+
+
+@dataclass
+class SequenceState:
+    """One choice of one request, from submission to its last event."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    sink: Sink
+    index: int = 0  # choice number (n > 1)
+    stop_token_ids: frozenset[int] = frozenset()
+    id: int = field(default_factory=lambda: next(_ids))
+    submitted: float = 0.0
+    first_token: float | None = None
+    last_token: float | None = None
+    generated: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    done: bool = False
+    sampler: Sampler | None = None
+    text: TextStream | None = None
+    pending: int | None = None  # the sampled token the next decode feeds
+
+
+class Engine:
+    """Continuous-batching scheduler over one `Backend`; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        max_batch_size: int = 8,
+        max_queue: int = 64,
+        queue_timeout_s: float | None = None,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.metrics = metrics
+        self.clock = clock
+        self.waiting: deque[SequenceState] = deque()
+        self.running: list[SequenceState] = []
+        self._lock = threading.RLock()
+        self._reserved = 0  # places claimed by reserve() and not yet finished or released
+        self.wakeup = threading.Event()  # set when there is new work
+        self.failures = 0  # consecutive failed forward passes (health)
+        self.busy_since: float | None = None  # start of the forward pass in progress (health)
+
+    # -- admission (any thread) ----------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.max_batch_size + self.max_queue
+
+    def reserve(self, k: int = 1) -> None:
+        """Claim k places or raise a 503 APIError (queue full), before any preprocessing."""
+        with self._lock:
+            if self._reserved + k > self.capacity:
+                if self.metrics:
+                    self.metrics.rejected("queue_full")
+                raise unavailable(f"server busy: {self._reserved} requests in flight "
+                                  f"(limit {self.capacity}); retry later", code="queue_full")
+            self._reserved += k
+
+    def release(self, k: int = 1) -> None:
+        """Give back k claimed places that were not submitted."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - k)
+
+    @property
+    def in_flight(self) -> int:
+        return self._reserved
+
+    def submit(self, prompt_ids: Sequence[int], params: SamplingParams, sink: Sink, index: int = 0,
+               stop_token_ids: Sequence[int] = ()) -> SequenceState:
+        """Queue one sequence on a place claimed with `reserve`; returns its handle (for `cancel`)."""
+        limit = self.backend.max_seq_len
+        if not prompt_ids or len(prompt_ids) + params.max_tokens > limit:
+            raise APIError(400, f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) "
+                                f"exceeds the context length ({limit})", param="max_tokens")
+        stops = set(stop_token_ids) | ({self.backend.eos_id} if not params.ignore_eos else set())
+        seq = SequenceState(list(prompt_ids), params, sink, index, frozenset(stops), submitted=self.clock())
+        with self._lock:
+            self.waiting.append(seq)
+        if self.metrics:
+            self.metrics.queue(len(self.waiting), len(self.running))
+        self.wakeup.set()
+        return seq
+
+    def cancel(self, seq: SequenceState) -> None:
+        """The client went away: the sequence leaves the queue or batch at the next step."""
+        if not seq.done and not seq.cancelled:
+            seq.cancelled = True
+            if self.metrics:
+                self.metrics.disconnected()
+            self.wakeup.set()
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- scheduling (the engine thread) ----------------------------------------------------------
+    def _finish(self, seq: SequenceState, event: Event | None) -> None:
+        seq.done = True
+        self.release(1)
+        if event is not None:
+            event.prompt_tokens = len(seq.prompt_ids)
+            event.completion_tokens = len(seq.generated)
+            seq.sink(event)
+            if self.metrics and event.kind == "finish":
+                self.metrics.finished(self.clock() - seq.submitted)
+
+    def _expire_and_drop(self) -> None:
+        now = self.clock()
+        with self._lock:
+            keep: deque[SequenceState] = deque()
+            for seq in self.waiting:
+                if seq.cancelled:
+                    self._finish(seq, None)
+                elif self.queue_timeout_s is not None and now - seq.submitted > self.queue_timeout_s:
+                    if self.metrics:
+                        self.metrics.rejected("queue_timeout")
+                    message = f"request waited over {self.queue_timeout_s:g} s in the queue"
+                    self._finish(seq, Event("error", error=APIError(504, message, code="queue_timeout")))
+                else:
+                    keep.append(seq)
+            self.waiting = keep
+
+    def _admit(self) -> None:
+        while len(self.running) < self.max_batch_size:
+            with self._lock:
+                if not self.waiting:
+                    return
+                seq = self.waiting.popleft()
+            if seq.cancelled:
+                self._finish(seq, None)
+                continue
+            seq.sink(Event("start"))
+            if self.metrics:
+                self.metrics.queue_wait(self.clock() - seq.submitted)
+            self.busy_since = self.clock()
+            try:
+                logits = self.backend.add(seq.prompt_ids)  # a failed prefill leaves the batch as it was
+                seq.sampler = self.backend.sampler(seq.params, seq.prompt_ids, seq.index)
+            except Exception as exc:
+                self.failures += 1
+                self._fail(seq, exc)
+                continue
+            finally:
+                self.busy_since = None
+            self.failures = 0
+            if self.metrics:
+                self.metrics.prompt_tokens(len(seq.prompt_ids))
+            seq.text = TextStream(self.backend.tokenizer, seq.params.stop)
+            self.running.append(seq)
+            try:
+                self._sample(seq, logits)
+            except Exception as exc:
+                self._fail(seq, exc)
+
+    def _fail(self, seq: SequenceState, exc: BaseException) -> None:
+        if self.metrics:
+            self.metrics.rejected("server_error")
+        reason = "non-finite logits" if isinstance(exc, FloatingPointError) else "generation failed"
+        error = APIError(500, f"{reason} (request {seq.id})", code="server_error")
+        self._finish(seq, Event("error", error=error))
+
+    def _sample(self, seq: SequenceState, logits: Any) -> None:
+        """Pick this sequence's next token, emit it, and mark it done when it ends."""
+        assert seq.sampler is not None and seq.text is not None
+        token = seq.sampler(logits)
+        now = self.clock()
+        if self.metrics:
+            self.metrics.token(now - seq.submitted if seq.first_token is None else None,
+                               None if seq.last_token is None else now - seq.last_token)
+        seq.first_token = seq.first_token or now
+        seq.last_token = now
+        seq.generated.append(token)
+        finish = None
+        if token in seq.stop_token_ids:
+            finish = "stop"
+            piece = seq.text.flush()
+        else:
+            piece = seq.text.add(token)
+            if seq.text.stopped:
+                finish = "stop"
+            elif len(seq.generated) >= seq.params.max_tokens:
+                finish = "length"
+                piece += seq.text.flush()
+        seq.sink(Event("delta", piece, token))
+        seq.pending = token
+        if finish is not None:
+            self._finish(seq, Event("finish", finish_reason=finish))
+
+    def step(self) -> bool:
+        """One scheduling iteration (see the module docstring); returns whether work remains."""
+        self._expire_and_drop()
+        self._admit()
+        for seq in self.running:
+            if seq.cancelled and not seq.done:
+                self._finish(seq, None)
+        self._retire()
+        if self.running:
+            tokens = [s.pending for s in self.running]
+            try:
+                self.busy_since = self.clock()
+                logits = self.backend.decode([int(t) for t in tokens if t is not None])
+                self.failures = 0
+            except Exception as exc:
+                self.failures += 1
+                for seq in self.running:
+                    self._fail(seq, exc)
+                self.running = []
+                self.backend.reset()
+                return self.has_work
+            finally:
+                self.busy_since = None
+            for i, seq in enumerate(self.running):
+                try:
+                    self._sample(seq, logits[i])
+                except Exception as exc:
+                    self._fail(seq, exc)
+            self._retire()
+        if self.metrics:
+            self.metrics.queue(len(self.waiting), len(self.running))
+        return self.has_work
+
+    def _retire(self) -> None:
+        """Remove done sequences from the batch (the backend keeps the others' rows)."""
+        if any(s.done for s in self.running):
+            keep = [i for i, s in enumerate(self.running) if not s.done]
+            self.backend.keep(keep)
+            self.running = [self.running[i] for i in keep]
+
+    def abort_all(self, message: str = "server shutting down") -> None:
+        """Fail every queued and running sequence with a 503 (shutdown past its timeout)."""
+        with self._lock:
+            seqs = [*self.waiting, *self.running]
+            self.waiting.clear()
+        for seq in seqs:
+            if not seq.done:
+                self._finish(seq, Event("error", error=unavailable(message, code="shutting_down")))
+        self.running = []
+        self.backend.reset()
+
+
+class EngineThread:
+    """Runs `engine.step()` in a daemon thread while there is work; `stop()` ends it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="salesai-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        engine = self.engine
+        while not self._stop.is_set():
+            if not engine.has_work:
+                engine.wakeup.wait(0.5)
+                engine.wakeup.clear()
+                continue
+            engine.step()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.engine.wakeup.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+__all__ = ["Engine", "EngineThread", "Event", "SequenceState"]

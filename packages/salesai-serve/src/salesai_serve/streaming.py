@@ -1,0 +1,191 @@
+"""One HTTP request's generation: submit its choices, then answer as JSON or as OpenAI SSE.
+
+`Job` bridges the engine thread to asyncio (events land in an `asyncio.Queue` through
+`call_soon_threadsafe`) and cancels its sequences when the client goes away: a non-streaming
+or still-queued request polls `request.is_disconnected()`; a stream notices when a send fails
+(the response generator is closed) and on its comment pings.
+
+SSE as OpenAI sends it: `data: {chunk}\\n\\n` events; for chat the first delta of each choice
+carries `role: "assistant"`; each choice's last chunk carries its `finish_reason`; with
+`stream_options.include_usage` one extra chunk with `choices: []` and `usage` comes before
+`data: [DONE]`. A failure after the stream started is one `data: {"error": ...}` event, then
+the stream ends. A request that fails before its first token (queue timeout, validation in
+the engine) gets a normal JSON error response, not a 200 stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from salesai_serve.engine import Engine, Event, SequenceState
+from salesai_serve.protocol import ParsedRequest
+from salesai_serve.settings import ServeSettings
+
+POLL_S = 0.25  # disconnect polling while waiting without output
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request waited; its sequences are cancelled."""
+
+
+class Job:
+    """The n sequences of one request and the queue their events arrive on."""
+
+    def __init__(self, engine: Engine, parsed: ParsedRequest, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self.parsed = parsed
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self.seqs: list[SequenceState] = []
+        self.finished = [False] * parsed.n
+        self.completion_tokens = [0] * parsed.n
+        self.id = uuid.uuid4().hex
+        self.created = int(time.time())
+
+    def submit(self) -> None:
+        p = self.parsed
+        for i in range(p.n):
+            def sink(event: Event, i: int = i) -> None:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, (i, event))
+
+            self.seqs.append(self.engine.submit(p.prompt_ids, p.params, sink, index=i,
+                                                stop_token_ids=p.stop_token_ids))
+
+    def cancel(self) -> None:
+        for seq in self.seqs:
+            self.engine.cancel(seq)
+
+    @property
+    def done(self) -> bool:
+        return all(self.finished)
+
+    def usage(self) -> dict[str, int]:
+        prompt = len(self.parsed.prompt_ids)
+        completion = sum(self.completion_tokens)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    async def next_event(self, request: Any, timeout: float) -> tuple[int, Event] | None:
+        """The next event; None after `timeout` s of silence. Cancels and raises on disconnect."""
+        waited = 0.0
+        while True:
+            try:
+                return await asyncio.wait_for(self.queue.get(), min(POLL_S, timeout - waited))
+            except asyncio.TimeoutError:
+                waited += POLL_S
+                if await request.is_disconnected():
+                    self.cancel()
+                    raise ClientDisconnected from None
+                if waited >= timeout:
+                    return None
+
+
+async def complete(job: Job, request: Any, kind: str, settings: ServeSettings) -> dict[str, Any]:
+    """Wait for every choice; the OpenAI response body (or raise the first error)."""
+    texts = [""] * job.parsed.n
+    reasons: list[str | None] = [None] * job.parsed.n
+    try:
+        while not job.done:
+            got = await job.next_event(request, 3600.0)
+            if got is None:
+                continue
+            i, event = got
+            if event.kind == "delta":
+                texts[i] += event.text
+            elif event.kind == "finish":
+                job.finished[i], reasons[i] = True, event.finish_reason
+                job.completion_tokens[i] = event.completion_tokens
+            elif event.kind == "error":
+                assert event.error is not None
+                raise event.error
+    finally:
+        if not job.done:
+            job.cancel()
+    model = settings.model_id
+    if kind == "chat":
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
+                    "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
+        return {"id": f"chatcmpl-{job.id}", "object": "chat.completion", "created": job.created,
+                "model": model, "choices": choices, "usage": job.usage()}
+    choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": r}
+               for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
+    return {"id": f"cmpl-{job.id}", "object": "text_completion", "created": job.created, "model": model,
+            "choices": choices, "usage": job.usage()}
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def stream_response(job: Job, request: Any, kind: str, settings: ServeSettings) -> Any:
+    """Wait until the request is scheduled (errors before that are JSON), then stream SSE."""
+    from starlette.responses import StreamingResponse
+
+    early: list[tuple[int, Event]] = []
+    try:
+        while True:  # the first event: "start" (scheduled) or an error (e.g. queue timeout)
+            got = await job.next_event(request, 3600.0)
+            if got is None:
+                continue
+            early.append(got)
+            if got[1].kind == "error":
+                assert got[1].error is not None
+                job.cancel()
+                raise got[1].error
+            break
+    except BaseException:
+        job.cancel()
+        raise
+    chat = kind == "chat"
+    rid = f"chatcmpl-{job.id}" if chat else f"cmpl-{job.id}"
+    base = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": job.created, "model": settings.model_id}
+
+    def chunk(i: int, text: str | None, finish: str | None, role: bool = False) -> str:
+        if chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text:
+                delta["content"] = text
+            choice: dict[str, Any] = {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+        return _sse({**base, "choices": [choice]})
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            if chat:
+                for i in range(job.parsed.n):
+                    yield chunk(i, None, None, role=True)
+            pending = list(early)
+            while not job.done:
+                got = pending.pop(0) if pending else await job.next_event(request, settings.ping_interval_s)
+                if got is None:
+                    yield ": ping\n\n"
+                    continue
+                i, event = got
+                if event.kind == "delta" and event.text:
+                    yield chunk(i, event.text, None)
+                elif event.kind == "finish":
+                    job.finished[i] = True
+                    job.completion_tokens[i] = event.completion_tokens
+                    yield chunk(i, None, event.finish_reason)
+                elif event.kind == "error":
+                    assert event.error is not None
+                    yield _sse(event.error.body())
+                    return
+            if job.parsed.include_usage:
+                yield _sse({**base, "choices": [], "usage": job.usage()})
+            yield "data: [DONE]\n\n"
+        finally:
+            if not job.done:
+                job.cancel()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+__all__ = ["ClientDisconnected", "Job", "complete", "stream_response"]
