@@ -57,7 +57,9 @@ def test_unknown_and_mistyped_options_are_named() -> None:
 def test_spaces_the_agent_cannot_handle_are_named() -> None:
     with pytest.raises(SalesAIError, match="needs a Discrete action space; this env has Box"):
         DQNAgent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
-    with pytest.raises(SalesAIError, match="reads Box or Discrete observations; this env has Text"):
+    with pytest.raises(SalesAIError, match="reads Box, Discrete or Text observations; this env has Multi"):
+        DQNAgent(spaces.MultiBinary(3), spaces.Discrete(2))
+    with pytest.raises(SalesAIError, match="reads Text observations through a language model: pass -o lm="):
         DQNAgent(spaces.Text(5), spaces.Discrete(2))
 
 

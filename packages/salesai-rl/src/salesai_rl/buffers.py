@@ -74,12 +74,9 @@ class SumTree:
         """Set leaves `indices` to `priorities` (>= 0) and refresh their ancestors."""
         idx = np.asarray(indices, dtype=np.int64) + self.size
         self.nodes[idx] = np.asarray(priorities, dtype=np.float64)
-        idx = np.unique(idx // 2)
-        while idx[0] >= 1:  # one level at a time, all touched parents at once
+        for _ in range(self.size.bit_length() - 1):  # one level at a time, all touched parents at once
+            idx = idx // 2  # duplicates write the same sum twice: harmless
             self.nodes[idx] = self.nodes[2 * idx] + self.nodes[2 * idx + 1]
-            if idx[0] == 1:
-                break
-            idx = np.unique(idx // 2)
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf indices whose prefix-sum interval contains each value (vectorised descent)."""

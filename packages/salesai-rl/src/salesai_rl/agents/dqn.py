@@ -8,13 +8,16 @@ proportional over a sum-tree; alpha 0.6, beta annealed 0.4 -> 1), `n_step` retur
 distributional (C51) head and noisy nets.
 
 Observations: vectors (MLP torso), images (C, H, W) or (H, W, C) (small CNN torso),
-`Discrete` observations (one-hot). Actions: `Discrete` only. The update step is
+`Discrete` observations (one-hot), text (`Text` spaces: the torso is a salesai
+language-model checkpoint, `lm=PATH`, its pooled final hidden state, frozen unless
+`lm_finetune`). Actions: `Discrete` only. The update step is
 `DQNAgent.learn`, readable top to bottom; the target maths is `td_targets`, a pure
 function. torch is imported inside methods so registering the agent costs nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +66,10 @@ class DQNConfig:
     novelty: str = "none"  # none or episodic
     novelty_beta: float = 0.1  # weight of the intrinsic reward
     novelty_k: int = 10
+    # text observations
+    lm: str = ""  # salesai checkpoint whose pooled hidden state reads Text observations
+    lm_finetune: bool = False  # train the language model too (else frozen)
+    text_length: int = 32  # tokens kept per observation
 
 
 def td_targets(rewards: torch.Tensor, discounts: torch.Tensor, next_q_online: torch.Tensor,
@@ -79,15 +86,21 @@ def td_targets(rewards: torch.Tensor, discounts: torch.Tensor, next_q_online: to
     return rewards + discounts * next_value
 
 
-def _obs_layout(space: Any, torso: str) -> tuple[str, tuple[int, ...], Any]:
+def _obs_layout(space: Any, cfg: DQNConfig) -> tuple[str, tuple[int, ...], Any]:
     """(kind, stored shape, dtype) for an observation space; refuses what DQN cannot read."""
     from gymnasium import spaces
 
+    torso = cfg.torso
     if isinstance(space, spaces.Discrete):
         return "onehot", (int(space.n),), np.float32
+    if isinstance(space, spaces.Text):
+        if not cfg.lm:
+            raise SalesAIError("agent 'dqn' reads Text observations through a language model: "
+                               "pass -o lm=CHECKPOINT (a salesai checkpoint directory)")
+        return "text", (cfg.text_length,), np.int64
     if not isinstance(space, spaces.Box):
         raise SalesAIError(
-            f"agent 'dqn' reads Box or Discrete observations; this env has {space}")
+            f"agent 'dqn' reads Box, Discrete or Text observations; this env has {space}")
     shape = tuple(int(d) for d in space.shape)
     if len(shape) == 3 or torso == "cnn":
         if len(shape) != 3:
@@ -131,17 +144,24 @@ class DQNAgent:
         self.config, self.seed = cfg, seed
         self.observation_space, self.action_space = observation_space, action_space
         self.n_actions = int(action_space.n)
-        self.obs_kind, self.obs_shape, obs_dtype = _obs_layout(observation_space, cfg.torso)
-        torso = "cnn" if self.obs_kind in ("chw", "hwc") else "mlp"
+        self.obs_kind, self.obs_shape, obs_dtype = _obs_layout(observation_space, cfg)
+        torso = {"chw": "cnn", "hwc": "cnn", "text": "lm"}.get(self.obs_kind, "mlp")
         scale = 255.0 if np.dtype(obs_dtype) == np.uint8 else 1.0
+        self.tokenizer: Any = None
+        lm_kwargs: dict[str, Any] = {}
+        if torso == "lm":
+            lm_kwargs = self._load_lm(cfg)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.q = build_q_network(self.obs_shape, self.n_actions, torso=torso, hidden=cfg.hidden,
-                                     dueling=cfg.dueling, pixel_scale=scale)
+                                     dueling=cfg.dueling, pixel_scale=scale, **lm_kwargs)
+            if torso == "lm":
+                lm_kwargs["lm"] = copy.deepcopy(lm_kwargs["lm"])
             self.target = build_q_network(self.obs_shape, self.n_actions, torso=torso, hidden=cfg.hidden,
-                                          dueling=cfg.dueling, pixel_scale=scale)
+                                          dueling=cfg.dueling, pixel_scale=scale, **lm_kwargs)
         self.target.load_state_dict(self.q.state_dict())
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
+        trainable = [p for p in self.q.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr, foreach=True)
         buffer_cls = PrioritizedReplayBuffer if cfg.prioritized else ReplayBuffer
         kwargs = {"alpha": cfg.per_alpha} if cfg.prioritized else {}
         self.buffer = buffer_cls(cfg.buffer_size, self.obs_shape, obs_dtype, **kwargs)
@@ -155,9 +175,24 @@ class DQNAgent:
         self.updates = 0  # gradient steps taken
         self.new_episode = True
 
+    def _load_lm(self, cfg: DQNConfig) -> dict[str, Any]:
+        """The language model and tokenizer of checkpoint `cfg.lm`, for the text torso."""
+        from salesai.model import load_checkpoint
+
+        model, tokenizer = load_checkpoint(cfg.lm)
+        if tokenizer is None:
+            raise SalesAIError(f"option 'lm' of agent 'dqn': checkpoint {cfg.lm} has no tokenizer.model")
+        self.tokenizer = tokenizer
+        return {"lm": model, "pad_id": int(tokenizer.pad_id), "finetune": cfg.lm_finetune}
+
     # -- acting ---------------------------------------------------------------------------
     def preprocess(self, obs: Any) -> np.ndarray:
-        """An observation as stored and fed to the network (one-hot, CHW, float32 vector)."""
+        """An observation as stored and fed to the network (one-hot, CHW, float32 vector, token ids)."""
+        if self.obs_kind == "text":
+            ids = self.tokenizer.encode(str(obs))[: self.obs_shape[0]]
+            out = np.full(self.obs_shape, int(self.tokenizer.pad_id), dtype=np.int64)
+            out[: len(ids)] = ids
+            return out
         if self.obs_kind == "onehot":
             out = np.zeros(self.obs_shape, dtype=np.float32)
             out[int(obs)] = 1.0
@@ -230,11 +265,17 @@ class DQNAgent:
         rewards = torch.as_tensor(batch.rewards)  # (B,)
         discounts = torch.as_tensor(batch.discounts)  # (B,) gamma**n, 0 after termination
         weights = torch.as_tensor(batch.weights)  # (B,) importance weights
+        b = obs.shape[0]
+        if cfg.double:  # one online forward for s and s' (s' only picks the next action)
+            both = self.q(torch.cat([obs, next_obs]))  # (2B, A)
+            q_all, next_q_online = both[:b], both[b:].detach()  # (B, A) each
+        else:
+            q_all = self.q(obs)  # (B, A)
         with torch.no_grad():
             next_q_target = self.target(next_obs)  # (B, A)
-            next_q_online = self.q(next_obs) if cfg.double else next_q_target  # (B, A)
-            targets = td_targets(rewards, discounts, next_q_online, next_q_target, cfg.double)  # (B,)
-        q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)  # (B,)
+            next_online = next_q_online if cfg.double else next_q_target
+            targets = td_targets(rewards, discounts, next_online, next_q_target, cfg.double)  # (B,)
+        q = q_all.gather(1, actions.unsqueeze(1)).squeeze(1)  # (B,)
         td = targets - q  # (B,)
         loss = (weights * F.smooth_l1_loss(q, targets, reduction="none")).mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -254,10 +295,21 @@ class DQNAgent:
                 t.mul_(1.0 - tau).add_(p, alpha=tau)
 
     # -- saving ---------------------------------------------------------------------------
-    def _tensors(self) -> dict[str, torch.Tensor]:
+    def _tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Network tensors by name, each storage once (tied weights: `ties` maps a name to the kept one)."""
         tensors = {f"q.{k}": v for k, v in self.q.state_dict().items()}
         tensors.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
-        return {k: v.detach().contiguous() for k, v in tensors.items()}
+        out: dict[str, torch.Tensor] = {}
+        seen: dict[tuple[int, int], str] = {}
+        ties: dict[str, str] = {}
+        for name, value in tensors.items():
+            key = (value.untyped_storage().data_ptr(), value.storage_offset())
+            if key in seen:
+                ties[name] = seen[key]
+                continue
+            seen[key] = name
+            out[name] = value.detach().contiguous()
+        return out, ties
 
     def _optimizer_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         import torch
@@ -276,7 +328,8 @@ class DQNAgent:
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        save_file(self._tensors(), str(out / "model.safetensors"))
+        tensors, ties = self._tensors()
+        save_file(tensors, str(out / "model.safetensors"))
         optim_tensors, optim_meta = self._optimizer_tensors()
         save_file(optim_tensors, str(out / "optimizer.safetensors"))
         meta: dict[str, Any] = {
@@ -284,7 +337,7 @@ class DQNAgent:
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
             "steps": self.steps, "updates": self.updates, "rng": self.rng.bit_generator.state,
             "optimizer": optim_meta, "novelty": self.novelty.state() if self.novelty else None,
-            "buffer": None,
+            "buffer": None, "ties": ties,
         }
         if include_buffer:
             arrays, scalars = self.buffer.state_dict()
@@ -317,6 +370,8 @@ class DQNAgent:
                 f"this env has {list(agent.obs_shape)} and {agent.n_actions}")
         try:
             tensors = load_file(str(path / "model.safetensors"))
+            for name, kept in meta.get("ties", {}).items():
+                tensors[name] = tensors[kept]
             agent.q.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("q.")})
             agent.target.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("target.")})
             optim = load_file(str(path / "optimizer.safetensors"))
