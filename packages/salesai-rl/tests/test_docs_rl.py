@@ -10,7 +10,8 @@ import torch
 
 RL_MD = Path(__file__).resolve().parents[3] / "docs" / "rl.md"
 
-pytestmark = pytest.mark.skipif(not RL_MD.is_file(), reason="runs from a repository checkout (docs/ not found)")
+pytestmark = pytest.mark.skipif(
+    not RL_MD.is_file(), reason="runs from a repository checkout (docs/ not found)")
 
 
 def _blocks() -> list[str]:
