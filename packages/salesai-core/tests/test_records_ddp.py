@@ -40,7 +40,8 @@ def write_data(d: Path) -> Path:
     for i in range(4):
         (d / f"{i}.npy").write_bytes(npy_bytes(np.random.default_rng(i).normal(size=(3, 16, 16))))
     words = ["red", "green", "blue", "gold"]
-    recs = [{"prompt": "<image> colour?", "response": words[i % 4], "image": f"{i % 4}.npy"} for i in range(12)]
+    recs = [{"prompt": "<image> colour?", "response": words[i % 4], "image": f"{i % 4}.npy"}
+            for i in range(12)]
     recs += [{"text": f"two pictures {i}", "image": [f"{i % 4}.npy", f"{(i + 2) % 4}.npy"]} for i in range(4)]
     path = d / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -54,8 +55,9 @@ def run_case(out_dir: str, data: str, batch_size: int, grad_accum: int) -> dict[
         model = SalesAIModel(ModelConfig.from_name("tiny", vocab_size=len(tok), encoders={
             "image": {"type": "toy-patches", "size": 16, "patch": 8}}))
         ds = RecordDataset.from_files([data], tok, 48, model)
-        cfg = TrainConfig(max_steps=4, batch_size=batch_size, grad_accum=grad_accum, seq_len=48, warmup_steps=1,
-                          lr=3e-3, min_lr=3e-4, eval_every=0, eval_steps=2, save_every=0, log_every=1,
+        cfg = TrainConfig(max_steps=4, batch_size=batch_size, grad_accum=grad_accum, seq_len=48,
+                          warmup_steps=1, lr=3e-3, min_lr=3e-4, eval_every=0, eval_steps=2, save_every=0,
+                          log_every=1,
                           precision="fp32", out_dir=out_dir, seed=3)
         trainer = Trainer(model, cfg, ds, ds, progress=False, log=lambda _m: None)
         result = trainer.fit()
