@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from salesai.errors import SalesAIError
 from salesai_rl.agents.base import resolve_options
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 FORMAT = 1  # version of the saved layout
@@ -88,6 +87,7 @@ def td_targets(rewards: torch.Tensor, discounts: torch.Tensor, next_q_online: to
 
 def _obs_layout(space: Any, cfg: DQNConfig) -> tuple[str, tuple[int, ...], Any]:
     """(kind, stored shape, dtype) for an observation space; refuses what DQN cannot read."""
+    import numpy as np
     from gymnasium import spaces
 
     torso = cfg.torso
@@ -122,6 +122,7 @@ class DQNAgent:
         return asdict(DQNConfig())
 
     def __init__(self, observation_space: Any, action_space: Any, *, seed: int = 0, **options: Any) -> None:
+        import numpy as np
         import torch
         from gymnasium import spaces
 
@@ -188,6 +189,8 @@ class DQNAgent:
     # -- acting ---------------------------------------------------------------------------
     def preprocess(self, obs: Any) -> np.ndarray:
         """An observation as stored and fed to the network (one-hot, CHW, float32 vector, token ids)."""
+        import numpy as np
+
         if self.obs_kind == "text":
             ids = self.tokenizer.encode(str(obs))[: self.obs_shape[0]]
             out = np.full(self.obs_shape, int(self.tokenizer.pad_id), dtype=np.int64)
@@ -222,6 +225,8 @@ class DQNAgent:
 
     def act(self, observation: Any, explore: bool = True) -> int:
         """epsilon-greedy when exploring, greedy (deterministic, lowest index on ties) otherwise."""
+        import numpy as np
+
         if explore and self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.n_actions))
         return int(np.argmax(self.q_values(observation)))
@@ -323,6 +328,7 @@ class DQNAgent:
 
     def save(self, directory: str | Path, include_buffer: bool = True) -> None:
         """Write agent.json, model.safetensors, optimizer.safetensors (and buffer.safetensors)."""
+        import numpy as np
         from safetensors.numpy import save_file as save_numpy
         from safetensors.torch import save_file
 
