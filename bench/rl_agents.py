@@ -13,10 +13,12 @@ Prints one JSON line per measurement (and a `summary` line per section). Section
   Acrobot-v1: median and IQR of the final evaluation and of the area under the eval curve.
 - `novelty`: MountainCar-v0, untuned DQN, with and without the episodic bonus: step of the
   first episode that reaches the flag.
+- `text`: `InstructionEnv` (read the colour named in a varied instruction; chance 25%), dqn
+  with a tiny salesai LM torso (random weights, frozen, and fine-tuned): greedy accuracy.
 - `meta`: the sine protocol (Finn et al. 2017): MAML, FOMAML, Reptile and joint pretraining
   trained in the same run, MSE after 1 and 10 SGD steps on 600 held-out tasks.
 
-    python bench/rl_agents.py                           # sumtree, speed, meta (minutes)
+    python bench/rl_agents.py                           # sumtree, speed, text, meta (minutes)
     python bench/rl_agents.py --sections cartpole --seeds 0,1,2,3,4
     python bench/rl_agents.py --sections all            # hours on a laptop CPU
 
@@ -268,13 +270,47 @@ def bench_meta(args: argparse.Namespace) -> None:
           "target": "<= 0.35"})
 
 
+def bench_text(args: argparse.Namespace) -> None:
+    from salesai import ModelConfig, SalesAIModel, Tokenizer
+    from salesai.model import save_checkpoint
+    from salesai_rl.agents import DQNAgent
+    from salesai_rl.envs.text import COLOURS, FILLERS, TEMPLATES, InstructionEnv
+
+    texts = [f + t.format(c=c) for t in TEMPLATES for c in COLOURS for f in FILLERS] * 3
+    tokenizer = Tokenizer.train(iter(texts), vocab_size=300, verbose=False)
+    torch.manual_seed(0)
+    model = SalesAIModel(ModelConfig.from_name("tiny", vocab_size=len(tokenizer)))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = save_checkpoint(Path(tmp) / "lm", model, tokenizer)
+        for finetune in (False, True):
+            env = InstructionEnv()
+            agent = DQNAgent(env.observation_space, env.action_space, seed=0, lm=str(ckpt),
+                             lm_finetune=finetune, hidden=32, learning_starts=50, batch_size=32,
+                             target_update=50, total_steps=600, exploration_fraction=0.5, lr=3e-3,
+                             n_step=1, gamma=0.0)
+            start = time.perf_counter()
+            obs, _ = env.reset(seed=0)
+            for _ in range(600):
+                action = agent.act(obs)
+                nxt, reward, terminated, truncated, _ = env.step(action)
+                agent.observe(obs, action, reward, nxt, terminated, truncated)
+                obs, _ = env.reset()
+            correct = 0
+            for i in range(200):
+                obs, info = env.reset(seed=EVAL_SEED + i)
+                correct += int(agent.act(obs, explore=False) == info["target"])
+            emit({"section": "text", "lm": "tiny, random weights", "finetune": finetune, "steps": 600,
+                  "greedy_accuracy": correct / 200, "chance": 0.25,
+                  "seconds": round(time.perf_counter() - start, 1)})
+
+
 SECTIONS = {"sumtree": bench_sumtree, "speed": bench_speed, "cartpole": bench_cartpole,
-            "ablation": bench_ablation, "novelty": bench_novelty, "meta": bench_meta}
+            "ablation": bench_ablation, "novelty": bench_novelty, "meta": bench_meta, "text": bench_text}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", default="sumtree,speed,meta", help="comma list, or all")
+    parser.add_argument("--sections", default="sumtree,speed,text,meta", help="comma list, or all")
     parser.add_argument("--seeds", default="0,1,2,3,4", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--steps", type=int, default=50_000, help="training steps (cartpole, ablation)")
     parser.add_argument("--speed-steps", type=int, default=5_000)
