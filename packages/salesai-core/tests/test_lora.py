@@ -46,6 +46,9 @@ def test_parse_cli_spec() -> None:
         LoraConfig.parse("r=x")
     with pytest.raises(SalesAIError, match=r"lora.r: expected an integer >= 1, got 0"):
         LoraConfig(r=0)
+    assert LoraConfig.parse("base=bf16,targets=router").base == "bf16"
+    with pytest.raises(SalesAIError, match=r"lora\.base: expected one of fp32, bf16, got 'int4'"):
+        LoraConfig.parse("base=int4")
     with pytest.raises(SalesAIError, match=r"lora\.dropout"):
         LoraConfig(dropout=1.5)
 
@@ -118,7 +121,7 @@ def test_adapter_checkpoint_round_trip(tmp_path: Path) -> None:
     size = (out / ADAPTER_WEIGHTS_FILE).stat().st_size
     assert size < (base_dir / "model.safetensors").stat().st_size / 20  # adapter weights only
     meta = json.loads((out / ADAPTER_CONFIG_FILE).read_text())
-    assert meta["lora"] == {"r": 2, "alpha": 32.0, "dropout": 0.0, "targets": ["attn"]}
+    assert meta["lora"] == {"r": 2, "alpha": 32.0, "dropout": 0.0, "targets": ["attn"], "base": "fp32"}
     assert meta["base"]["fingerprint"].startswith("sha256:")
     loaded, tokenizer = load_checkpoint(out)  # base + adapter
     assert isinstance(loaded, LoraModel) and tokenizer is None
@@ -162,3 +165,19 @@ def test_lora_imports_point_down() -> None:
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith(("salesai.train", "salesai.data", "salesai.cli",
                                                    "salesai.export")), (path.name, node.module)
+
+
+def test_docs_page_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "lora.md"
+    if not page.is_file():
+        pytest.skip("runs from a repository checkout (docs/ not found)")
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    blocks = [b for b in blocks if "from peft" not in b]  # (the PEFT block is tests/test_lora_peft.py's job)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "docs_lora"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"{page}[python block {i}]", "exec"), namespace)
+    assert (tmp_path / "ft" / "step-000004" / "adapter_model.safetensors").is_file()

@@ -67,6 +67,23 @@ def test_trainer_optimizes_adapters_only_and_resumes_exactly(tmp_path: Path) -> 
         torch.testing.assert_close(a(ids).logits, b(ids).logits, rtol=0, atol=1e-6)
 
 
+def test_bf16_base_trains_fp32_adapters(tmp_path: Path) -> None:
+    base_dir = _base(tmp_path)
+    model = lora_for_training("r=4,alpha=8,base=bf16,targets=attn,experts", base_dir, log=lambda _m: None)
+    assert {p.dtype for p in model.base.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.adapters.parameters()} == {torch.float32}
+    result = _trainer(model, tmp_path / "run").fit()
+    reference = _trainer(lora_for_training("r=4,alpha=8,targets=attn,experts", base_dir, log=lambda _m: None),
+                         tmp_path / "fp32").fit()
+    np.testing.assert_allclose(result.losses, reference.losses, atol=0.05)  # bf16 base: about the same run
+    assert all(a.lora_B.weight.abs().max() > 0 for _, a in model.named_adapters())
+    loaded, _ = load_checkpoint(tmp_path / "run")  # inference: the base as stored (fp32)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    ids = _tokens(20)[None]
+    with torch.no_grad():  # the bf16 base trained the same adapters the fp32 base now carries
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits.float(), rtol=0.05, atol=0.05)
+
+
 def _corpus(folder: Path) -> Path:
     folder.mkdir()
     rng = random.Random(0)

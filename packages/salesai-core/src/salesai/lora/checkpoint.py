@@ -187,6 +187,10 @@ def lora_for_training(spec: str | LoraConfig | None, init: str | os.PathLike[str
         if config is None or init is None:
             raise SalesAIError("--lora: needs --init CHECKPOINT, the base model the adapters are trained on")
         model = load_base_for_lora(init, config)
+    if model.lora_config.base == "bf16":  # the frozen base in bf16, the adapters in fp32
+        model.base.to(torch.bfloat16)
+        for _, adapter in model.named_adapters():
+            adapter.float()
     total = sum(p.numel() for p in model.base.parameters())
     log(f"LoRA: {len(model.adapters)} adapted layers, {model.num_adapter_parameters():,} trainable "
         f"parameters ({100 * model.num_adapter_parameters() / max(total, 1):.2f}% of {total:,}); base frozen")

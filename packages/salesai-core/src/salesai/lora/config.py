@@ -13,8 +13,10 @@ Targets are names of module groups, or patterns matched against module paths:
 
 Group names select layers of the decoder only (a multimodal model's encoders and projectors are
 left as they are); a pattern can reach anything. The CLI form is
-`r=16,alpha=32,dropout=0.05,targets=attn,experts`: after `targets=`, the comma separated words
-that are not `key=value` are more targets. References: Hu et al. 2021 (LoRA),
+`r=16,alpha=32,dropout=0.05,base=bf16,targets=attn,experts`: after `targets=`, the comma separated
+words that are not `key=value` are more targets. `base=bf16` holds the frozen base in bfloat16
+while training (less memory; see docs/lora.md); loading for inference, merging and exporting
+always use the base checkpoint as stored. References: Hu et al. 2021 (LoRA),
 PEFT's `LoraConfig` (`r`, `lora_alpha`, `lora_dropout`, `target_modules`).
 """
 
@@ -32,6 +34,7 @@ ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 EXPERT_WEIGHTS = ("w1", "w2", "w3")
 GROUPS = ("attn", "experts", "router", "lm_head", *ATTN, *EXPERT_WEIGHTS)
 DEFAULT_TARGETS = ("attn",)
+BASE_DTYPES = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class LoraConfig:
     alpha: float = 32.0  # scaling numerator: the update is multiplied by alpha / r
     dropout: float = 0.0  # dropout on the adapter's input while training
     targets: tuple[str, ...] = DEFAULT_TARGETS  # group names or patterns (module docstring)
+    base: str = "fp32"  # precision of the frozen base while training: "fp32" or "bf16" (adapters stay fp32)
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -51,6 +55,8 @@ class LoraConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0.0 <= self.dropout < 1.0:
             raise SalesAIError(f"lora.dropout: expected a number in [0, 1), got {self.dropout!r}")
+        if self.base not in BASE_DTYPES:
+            raise SalesAIError(f"lora.base: expected one of {', '.join(BASE_DTYPES)}, got {self.base!r}")
         if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
             raise SalesAIError(f"lora.targets: expected one or more names or patterns, got {self.targets!r}")
         for t in self.targets:
@@ -67,13 +73,13 @@ class LoraConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"r": self.r, "alpha": float(self.alpha), "dropout": float(self.dropout),
-                "targets": list(self.targets)}
+                "targets": list(self.targets), "base": self.base}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "lora") -> LoraConfig:
         if not isinstance(data, dict):
             raise SalesAIError(f"{where}: expected a mapping with r, alpha, dropout, targets; got {data!r}")
-        known = {"r", "alpha", "dropout", "targets"}
+        known = {"r", "alpha", "dropout", "targets", "base"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SalesAIError(f"{where}: unknown key(s) {', '.join(unknown)}; "
@@ -82,7 +88,7 @@ class LoraConfig:
         if isinstance(targets, str):
             targets = [targets]
         return cls(r=data.get("r", 16), alpha=data.get("alpha", 32.0), dropout=data.get("dropout", 0.0),
-                   targets=tuple(targets))
+                   targets=tuple(targets), base=data.get("base", "fp32"))
 
     @classmethod
     def parse(cls, spec: str) -> LoraConfig:
@@ -108,9 +114,11 @@ class LoraConfig:
                 values["r"] = _number(spec, key, value, int)
             elif key in ("alpha", "dropout"):
                 values[key] = _number(spec, key, value, float)
+            elif key == "base":
+                values[key] = value
             else:
                 raise SalesAIError(f"--lora {spec!r}: unknown key {key!r}; "
-                                   "expected r, alpha, dropout, targets")
+                                   "expected r, alpha, dropout, base, targets")
         if targets:
             values["targets"] = tuple(t for t in targets if t)
         return cls(**values)
