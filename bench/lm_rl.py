@@ -5,7 +5,8 @@ of `a+b=` problems until its held-out greedy accuracy reaches `--start-acc` (the
 for a start between 20% and 40%); from that same SFT checkpoint, GRPO and REINFORCE each run
 `--steps` steps with the exact-match reward on the train prompts, and DPO runs `--dpo-steps`
 on (correct, near-miss) pairs, with the chosen-NLL term at `--dpo-sft-weight` (plain DPO at 0
-lowered greedy accuracy here). Held-out greedy accuracy is measured on problems never seen in
+lowered greedy accuracy here); `more-sft` continues plain SFT for as many steps, the baseline
+that tells what DPO adds beyond its NLL term. Held-out greedy accuracy is measured on problems never seen in
 training. One JSON line per evaluation, then one summary line per method (median gain over
 seeds, seeds that ended below their start). Nothing is downloaded.
 
@@ -92,6 +93,15 @@ def run_dpo(model: Any, ref: Any, tok: Any, train: list[dict[str, Any]], held_ou
     return acc, implicit
 
 
+def run_more_sft(model: Any, tok: Any, train: list[dict[str, Any]], held_out: list[dict[str, Any]],
+                 rewards: Any, args: argparse.Namespace, seed: int, start: float) -> float:
+    """Baseline for DPO with its chosen-NLL term: the same number of plain SFT steps, same lr."""
+    sft_warmup(model, tok, train, steps=args.dpo_steps, batch_size=16, lr=args.dpo_lr, seed=seed + 99)
+    acc = held_out_acc(model, tok, held_out, rewards)
+    emit(seed=seed, method="more-sft", step=args.dpo_steps, heldout_acc=acc, start_acc=start)
+    return acc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1,2")
@@ -105,7 +115,7 @@ def main() -> None:
     ap.add_argument("--dpo-steps", type=int, default=200)
     ap.add_argument("--dpo-lr", type=float, default=3e-4)
     ap.add_argument("--dpo-sft-weight", type=float, default=1.0)
-    ap.add_argument("--methods", default="grpo,reinforce,dpo")
+    ap.add_argument("--methods", default="grpo,reinforce,dpo,more-sft")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,6 +135,8 @@ def main() -> None:
             if method == "dpo":
                 end, imp = run_dpo(model, sft, tok, train, held_out, rewards, args, seed, start)
                 implicit.append(imp)
+            elif method == "more-sft":
+                end = run_more_sft(model, tok, train, held_out, rewards, args, seed, start)
             else:
                 end = run_rl(method, model, tok, train, held_out, rewards, args, seed, start)
             results[method].append((start, end))
