@@ -163,6 +163,15 @@ def test_config_errors(field: str, value: Any, message: str) -> None:
         GRPOConfig(**{field: value}).validate()
 
 
+def test_long_prompts_are_cut_from_the_left_and_lengths_checked() -> None:
+    long_prompt = [{"prompt": "1+" * 40 + "1=", "answer": "41"}]  # 82 tokens > 64 - 4
+    cfg = GRPOConfig(**{**SMALL, "prompts_per_step": 1})
+    trainer = GRPOTrainer(_model(), ByteTokenizer(), long_prompt, _rewards(), cfg, None, log=None)
+    assert trainer.step()["step"] == 1
+    with pytest.raises(SalesAIError, match="max_new_tokens=64: expected fewer than the model's max_seq_len"):
+        GRPOTrainer(_model(), ByteTokenizer(), PROMPTS, _rewards(), GRPOConfig(max_new_tokens=64), None)
+
+
 def test_pad_pairs_layout() -> None:
     batch = pad_pairs([[2, 5], [2, 6, 7]], [[9, 3], []], pad_id=0)
     assert batch.input_ids.tolist() == [[0, 2, 5, 9, 3], [2, 6, 7, 0, 0]]

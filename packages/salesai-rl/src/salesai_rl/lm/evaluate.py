@@ -21,7 +21,8 @@ def greedy_completions(
     """Greedy completion text of each prompt (eos removed)."""
     out: list[str] = []
     for i in range(0, len(prompts), batch_size):
-        ids = [encode_prompt(tokenizer, p) for p in prompts[i:i + batch_size]]
+        room = model.config.max_seq_len - max_new_tokens
+        ids = [encode_prompt(tokenizer, p, room) for p in prompts[i:i + batch_size]]
         samples = sample(model, ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id, temperature=0.0)
         out += [tokenizer.decode([t for t in c if t != tokenizer.eos_id]) for c in samples.completions]
     return out

@@ -118,6 +118,9 @@ class GRPOTrainer:
     ) -> None:
         if not records:
             raise SalesAIError(f"{source}: no prompt records")
+        if config.max_new_tokens >= model.config.max_seq_len:
+            raise SalesAIError(f"max_new_tokens={config.max_new_tokens}: expected fewer than the model's "
+                               f"max_seq_len={model.config.max_seq_len}")
         self.model, self.tokenizer, self.records = model, tokenizer, records
         self.rewards, self.config = rewards, config.validate()
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -149,7 +152,8 @@ class GRPOTrainer:
         start = time.perf_counter()
         chosen = [self.records[i] for i in self._prompt_indices(self.step_count)]
         rows = [r for r in chosen for _ in range(cfg.group_size)]  # group by group
-        prompt_ids = [encode_prompt(tok, str(r["prompt"])) for r in rows]
+        room = model.config.max_seq_len - cfg.max_new_tokens
+        prompt_ids = [encode_prompt(tok, str(r["prompt"]), room) for r in rows]
         samples = sample(model, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=tok.eos_id,
                          temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                          seed=cfg.seed * 7919 + self.step_count)

@@ -3,7 +3,8 @@
 What:
 - `load_policy(path)`: (SalesAIModel, tokenizer) from a checkpoint or run directory, with a
   SentencePiece `salesai.Tokenizer` or the test `ByteTokenizer` (JSON `tokenizer.model`).
-- `encode_prompt(tokenizer, text)`: `[bos] + ids`, as `salesai train` starts every document.
+- `encode_prompt(tokenizer, text, max_len)`: `[bos] + ids`, as `salesai train` starts every
+  document; a prompt longer than `max_len` keeps its last `max_len` tokens (as the quickstart does).
 - `sample(model, prompt_ids, ...)`: completions from the core's KV-cache generation engine
   (`salesai.model.generate`), all prompts of a step in one batch; a completion ends with its
   eos token (kept, so the policy learns to stop) or is truncated at `max_new_tokens`.
@@ -53,9 +54,10 @@ def load_policy(path: str | Path, device: str | torch.device | None = None) -> t
     return model, load_tokenizer(ckpt), ckpt
 
 
-def encode_prompt(tokenizer: Any, text: str) -> list[int]:
-    """`[bos] + ids` of a prompt."""
-    return list(tokenizer.encode(text, add_bos=True))
+def encode_prompt(tokenizer: Any, text: str, max_len: int | None = None) -> list[int]:
+    """`[bos] + ids` of a prompt, cut from the left to at most `max_len` tokens."""
+    ids = list(tokenizer.encode(text, add_bos=True))
+    return ids[-max_len:] if max_len is not None and max_len > 0 else ids
 
 
 @dataclass
