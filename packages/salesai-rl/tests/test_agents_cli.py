@@ -59,6 +59,12 @@ def test_agents_lists_dqn_with_its_options() -> None:
     assert rows["dqn"]["options"]["per_alpha"] == 0.6 and rows["dqn"]["options"]["n_step"] == 3
 
 
+def test_plugins_lists_the_agents() -> None:
+    result = run_cli(["plugins", "--json"])
+    info = next(p for p in json.loads(result.stdout) if p["distribution"] == "salesai-rl")
+    assert "dqn" in info["registered"]["agents"] and "rl" in info["registered"]["commands"]
+
+
 def test_train_then_eval(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = _train(out, "--eval-every", "100", "--eval-episodes", "2")
