@@ -85,6 +85,10 @@ def test_checkpoint_round_trip_returns_the_classifier(tmp_path: Path) -> None:
         assert sum(g["probabilities"].values()) == pytest.approx(1.0)
         assert g["score"] == pytest.approx(w["score"], abs=1e-6)
         assert g["score"] == max(g["probabilities"].values())
+    with pytest.raises(SalesAIError, match="does not generate text; use `salesai classify`"):
+        loaded.generate(torch.tensor([[2, 40]]))
+    assert loaded.num_parameters() == sum(p.numel() for p in loaded.parameters())
+    assert loaded.num_parameters(active=True) < loaded.num_parameters()  # 2 of 4 experts per token
     with pytest.raises(SalesAIError, match="not a classifier"):
         SalesAIModel(ModelConfig.from_name("tiny")).save_pretrained(tmp_path / "lm")
         SalesAIForSequenceClassification.from_pretrained(tmp_path / "lm")

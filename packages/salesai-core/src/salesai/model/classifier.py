@@ -200,8 +200,15 @@ class SalesAIForSequenceClassification(nn.Module):
         model.eval()
         return model.to(device) if device is not None else model
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def num_parameters(self, active: bool = False) -> int:
+        """Unique parameters (`active=True`: only the top_k routed experts per MoE layer count)."""
+        return self.model.num_parameters(active) + self.score.weight.numel()
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise SalesAIError("this checkpoint is a text classifier (config.json has labels): it does not "
+                           "generate text; use `salesai classify` or `predict(texts, tokenizer)`")
+
+    stream = generate
 
     def expert_usage(self) -> list[dict[str, Any]]:
         return self.model.expert_usage()
