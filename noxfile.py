@@ -122,6 +122,6 @@ def bench(session: nox.Session) -> None:
     if not scripts:
         session.error("bench/ holds no benchmark scripts yet")
     _install_torch(session)
-    session.install(f"{_path('core')}[hf]", *(_path(p) for p in PACKAGES if p != "core"))
+    session.install(f"{_path('core')}[hf,bench]", *(_path(p) for p in PACKAGES if p != "core"))
     for script in scripts:
         session.run("python", script, *session.posargs)

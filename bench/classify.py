@@ -250,7 +250,11 @@ def main() -> None:
     train, test, info = split(args.classes, args.per_class, out)
     emit(stage="data", **info, out=str(out))
     if "tfidf" not in args.skip:
-        emit(stage="result", model="tfidf+logreg", **tfidf(train, test))
+        try:
+            emit(stage="result", model="tfidf+logreg", **tfidf(train, test))
+        except ImportError:
+            emit(stage="result", model="tfidf+logreg", skipped="scikit-learn is not installed "
+                 "(pip install './packages/salesai-core[bench]')")
     init = args.init or pretrain(train, out, args.pretrain_steps, args.vocab, args.threads)
     pre = finetune("pretrained", init, train, test, out, args.steps, args.threads, scratch=False)
     emit(stage="result", model="salesai-pretrained", init=str(init), **pre)
