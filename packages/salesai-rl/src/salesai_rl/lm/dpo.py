@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from salesai.errors import SalesAIError
 from salesai_rl.lm import losses, runs
-from salesai_rl.lm.grpo import Log, _Progress, _stderr
+from salesai_rl.lm.grpo import Log, _Progress, _stderr, epoch_indices
 from salesai_rl.lm.policy import Batch, encode_prompt, pad_pairs, sequence_logprobs
 
 
@@ -124,13 +123,7 @@ class DPOTrainer:
         return torch.cat(out).float().cpu()
 
     def _indices(self, step: int) -> list[int]:
-        k, n = self.config.batch_size, len(self.records)
-        out = []
-        for i in range(step * k, (step + 1) * k):
-            order = list(range(n))
-            random.Random(self.config.seed * 1_000_003 + i // n).shuffle(order)
-            out.append(order[i % n])
-        return out
+        return epoch_indices(len(self.records), self.config.batch_size, step, self.config.seed)
 
     def step(self) -> dict[str, Any]:
         cfg, model = self.config, self.model

@@ -22,6 +22,7 @@ What it is not: distributed, vLLM-backed or multimodal; fp32 on CPU or one devic
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 import sys
@@ -93,6 +94,18 @@ class GRPOConfig:
 Log = Callable[[str], None]
 
 
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return tuple(order)
+
+
+def epoch_indices(n: int, k: int, step: int, seed: int) -> list[int]:
+    """k indices out of n for `step`: every index once per epoch, each epoch a seeded permutation."""
+    return [_permutation(n, seed, i // n)[i % n] for i in range(step * k, (step + 1) * k)]
+
+
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -138,13 +151,8 @@ class GRPOTrainer:
 
     # -- the step --------------------------------------------------------------------------
     def _prompt_indices(self, step: int) -> list[int]:
-        k, n = self.config.prompts_per_step, len(self.records)
-        out = []
-        for i in range(step * k, (step + 1) * k):
-            order = list(range(n))
-            random.Random(self.config.seed * 1_000_003 + i // n).shuffle(order)
-            out.append(order[i % n])
-        return out
+        """Record indices of a step: position step*k.. in the concatenation of seeded epoch permutations."""
+        return epoch_indices(len(self.records), self.config.prompts_per_step, step, self.config.seed)
 
     def step(self) -> dict[str, Any]:
         """Sample, score, update once; returns the step's metrics (also written to metrics.jsonl)."""

@@ -7,7 +7,6 @@ latest checkpoint as it is):
     OUT/step-000100/trainer_state/optimizer.safetensors, state.json    <- for --resume
     OUT/latest                                                         <- name of the newest
     OUT/metrics.jsonl                                                  <- one JSON object per step
-    OUT/run.json                                                       <- the run's config
 
 Each checkpoint is built in a temporary sibling and renamed into place, then `latest` is
 replaced atomically: a crash (or a reward that raises) leaves the last checkpoint intact.
@@ -111,6 +110,14 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path, state: dict[
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; infinity for a blank or torn line (a crash mid-write), so it is dropped."""
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")
+
+
 class Metrics:
     """OUT/metrics.jsonl: one JSON object per line; on resume, lines past the resumed step are dropped."""
 
@@ -120,8 +127,7 @@ class Metrics:
         if resume_step is None:
             path.write_text("")
         elif path.is_file():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            keep = [line for line in path.read_text().splitlines() if _step_of(line) <= resume_step]
             write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
