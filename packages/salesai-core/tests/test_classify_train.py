@@ -160,6 +160,21 @@ def test_cli_train_classify_then_predict_eval_and_export(tmp_path: Path, lm_chec
         assert pa["label"] == pb["label"] and pa["score"] == pytest.approx(pb["score"], abs=1e-4)
 
 
+def test_cli_resume_continues_a_classifier_run(tmp_path: Path, lm_checkpoint: Path) -> None:
+    train = _write_csv(tmp_path / "train.csv", keyword_rows(64, 0))
+    base = ["train", "--task", "classify", "--init", str(lm_checkpoint), "--data", str(train),
+            "--text-column", "review", "--label-column", "sentiment", "--out", str(tmp_path / "run"),
+            "--batch-size", "8", "--precision", "fp32", "--json"]
+    first = run_cli([*base, "--max-steps", "4"])
+    assert first.exit_code == 0, first.stderr
+    again = run_cli([*base, "--max-steps", "4"])
+    assert again.exit_code == 2 and "already holds checkpoints; pass --resume" in again.stderr
+    resumed = run_cli([*base, "--max-steps", "8", "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 8 and "resumed from" in resumed.stderr
+    assert (tmp_path / "run" / "latest").read_text().strip() == "step-000008"
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, lm_checkpoint: Path) -> None:
     train = _write_csv(tmp_path / "t.csv", [("x", "a"), ("y", "")])
     bad = run_cli(["train", "--task", "classify", "--data", str(train), "--out", str(tmp_path / "o"),
