@@ -17,7 +17,6 @@ CORPUS = ["def add(x, y):\n    return x + y\n", "hello world, the quick brown fo
           "for i in range(10):\n    print(i)\n", "Grüße, café, naïve 🙂 ünïcödé\n"] * 20
 CONTEXT = 96
 BACKENDS = ("pytorch", "onnxruntime")
-KEY = "sk-test-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True, scope="session")

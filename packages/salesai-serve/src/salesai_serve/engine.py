@@ -96,7 +96,7 @@ class Engine:
         self._lock = threading.RLock()
         self._reserved = 0  # places claimed by reserve() and not yet finished or released
         self.wakeup = threading.Event()  # set when there is new work
-        self.failures = 0  # consecutive failed forward passes (health)
+        self.failures = 0  # failed forward passes since the last good decode step (health)
         self.busy_since: float | None = None  # start of the forward pass in progress (health)
 
     # -- admission (any thread) ----------------------------------------------------------------
@@ -200,7 +200,6 @@ class Engine:
                 continue
             finally:
                 self.busy_since = None
-            self.failures = 0
             if self.metrics:
                 self.metrics.prompt_tokens(len(seq.prompt_ids))
             seq.text = TextStream(self.backend.tokenizer, seq.params.stop)

@@ -46,6 +46,7 @@ class Job:
         self.completion_tokens = [0] * parsed.n
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
+        self._checked = time.monotonic()  # last disconnect check
 
     def submit(self) -> None:
         p = self.parsed
@@ -70,17 +71,20 @@ class Job:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def next_event(self, request: Any, timeout: float) -> tuple[int, Event] | None:
-        """The next event; None after `timeout` s of silence. Cancels and raises on disconnect."""
-        waited = 0.0
+        """The next event; None after `timeout` s of silence. Checks the client every POLL_S seconds
+        (also while events flow), and on a disconnect cancels the sequences and raises."""
+        end = time.monotonic() + timeout
         while True:
-            try:
-                return await asyncio.wait_for(self.queue.get(), min(POLL_S, timeout - waited))
-            except asyncio.TimeoutError:
-                waited += POLL_S
+            now = time.monotonic()
+            if now - self._checked >= POLL_S:
+                self._checked = now
                 if await request.is_disconnected():
                     self.cancel()
-                    raise ClientDisconnected from None
-                if waited >= timeout:
+                    raise ClientDisconnected
+            try:
+                return await asyncio.wait_for(self.queue.get(), max(0.0, min(POLL_S, end - now)))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= end:
                     return None
 
 

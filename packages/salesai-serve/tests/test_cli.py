@@ -1,0 +1,43 @@
+"""`salesai serve` from the command line: options, and refusals before anything loads (AUTH-01, SEC-02)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salesai.testing import run_cli
+
+
+def test_serve_command_is_registered_with_its_options() -> None:
+    result = run_cli(["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--backend", "--host", "--port", "--api-key-file", "--max-batch-size", "--max-queue",
+                   "--allow-unauthenticated", "--shutdown-timeout", "--rate-limit"):
+        assert option in result.stdout
+    assert "127.0.0.1" in result.stdout  # SEC-02: the default bind address
+
+
+def test_AUTH_01_public_bind_without_key_refuses_to_start(checkpoint: Path) -> None:
+    result = run_cli(["serve", str(checkpoint), "--host", "0.0.0.0"], env={"SALESAI_API_KEY": None})
+    assert result.exit_code == 2
+    assert "--host 0.0.0.0: serving beyond this machine needs an API key" in result.stderr
+
+
+def test_bad_inputs_are_one_line_errors(checkpoint: Path, tmp_path: Path) -> None:
+    result = run_cli(["serve", str(checkpoint), "--backend", "tensorrt"])
+    assert result.exit_code == 2 and "--backend 'tensorrt': expected one of pytorch" in result.stderr
+    result = run_cli(["serve", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "checkpoint or export directory not found" in result.stderr
+    result = run_cli(["serve", str(checkpoint), "--backend", "onnxruntime"])
+    assert result.exit_code == 2 and "expected an ONNX export (manifest.json)" in result.stderr
+    empty = tmp_path / "keys.txt"
+    empty.write_text("# no keys\n")
+    result = run_cli(["serve", str(checkpoint), "--api-key-file", str(empty)])
+    assert result.exit_code == 2 and "expected one API key per line" in result.stderr
+
+
+def test_api_keys_from_file_and_environment(tmp_path: Path) -> None:
+    from salesai_serve.settings import read_api_keys
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\nkey-one\n\n  key-two  \n")
+    assert read_api_keys(str(keys), "key-three, key-four") == ["key-one", "key-two", "key-three", "key-four"]
