@@ -15,7 +15,8 @@ for the same steps on a held-out package; validation loss on that package.
 
 Prints JSON lines: {"bench": "lora", "variant": ..., "peak_rss_mb": ..., "tokens_per_s": ...,
 "trainable": ...}, then {"bench": "lora", "summary": {memory ratio, speed ratios, ...}}.
-Usage: python bench/lora.py [--quick] [--threads 1] [--steps 4] [--only lora full] [--quality]
+Usage: python bench/lora.py [--quick] [--threads 1] [--steps 4] [--only lora full]
+       [--quality | --quality-only [--quality-steps 60]]
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def quality(steps: int, threads: int) -> dict[str, Any]:
     import torch
 
     from salesai import ModelConfig, SalesAIModel, Tokenizer
-    from salesai.lora import LoraConfig, apply_lora
+    from salesai.lora import LoraConfig, load_base_for_lora
+    from salesai.model import save_checkpoint
     from salesai.train.trainer import TrainConfig, Trainer
 
     torch.set_num_threads(threads)
@@ -209,12 +211,14 @@ def quality(steps: int, threads: int) -> dict[str, Any]:
                       log_every=10_000, warmup_steps=10)
         Trainer(base, TrainConfig(max_steps=3 * steps, lr=2e-3, min_lr=2e-4, out_dir=f"{tmp}/pre", **common),
                 pre_ids, ft_val, progress=False, log=lambda _m: None).fit()
+        save_checkpoint(f"{tmp}/base", base)
         state = {k: v.clone() for k, v in base.state_dict().items()}
         out: dict[str, Any] = {"bench": "lora", "quality": True, "steps": steps}
         for name in ("none", "full", "lora"):
-            model = SalesAIModel(cfg)
-            model.load_state_dict(state)
-            run: Any = apply_lora(model, LoraConfig.parse(LORA_SPEC)) if name == "lora" else model
+            run: Any = SalesAIModel(cfg)
+            run.load_state_dict(state)
+            if name == "lora":
+                run = load_base_for_lora(f"{tmp}/base", LoraConfig.parse(LORA_SPEC))
             lr = 2e-3 if name == "lora" else 5e-4
             trainer = Trainer(run, TrainConfig(max_steps=max(steps, 1), lr=lr, min_lr=lr / 10,
                                                out_dir=f"{tmp}/{name}", **common),
@@ -237,6 +241,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=VARIANTS)
     ap.add_argument("--quality", action="store_true", help="also the held-out-domain loss comparison")
     ap.add_argument("--quality-steps", type=int, default=60)
+    ap.add_argument("--quality-only", action="store_true", help="only the quality comparison")
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
     if args.variant:
@@ -244,6 +249,9 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         print(json.dumps(run_variant(args.variant, args.quick, args.steps, args.batch, args.seq)))
+        return
+    if args.quality_only:
+        print(json.dumps(quality(args.quality_steps, args.threads)))
         return
     results: dict[str, dict[str, Any]] = {}
     for variant in args.only or VARIANTS:

@@ -121,7 +121,8 @@ def test_adapter_checkpoint_round_trip(tmp_path: Path) -> None:
     size = (out / ADAPTER_WEIGHTS_FILE).stat().st_size
     assert size < (base_dir / "model.safetensors").stat().st_size / 20  # adapter weights only
     meta = json.loads((out / ADAPTER_CONFIG_FILE).read_text())
-    assert meta["lora"] == {"r": 2, "alpha": 32.0, "dropout": 0.0, "targets": ["attn"], "base": "fp32"}
+    assert meta["lora"] == {"r": 2, "alpha": 32.0, "dropout": 0.0, "targets": ["attn"], "base": "fp32",
+                            "train": []}
     assert meta["base"]["fingerprint"].startswith("sha256:")
     loaded, tokenizer = load_checkpoint(out)  # base + adapter
     assert isinstance(loaded, LoraModel) and tokenizer is None
@@ -181,3 +182,34 @@ def test_docs_page_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     for i, code in enumerate(blocks):
         exec(compile(code, f"{page}[python block {i}]", "exec"), namespace)
     assert (tmp_path / "ft" / "step-000004" / "adapter_model.safetensors").is_file()
+
+
+def test_classifier_adapters_with_a_head_trained_in_full(tmp_path: Path) -> None:
+    from salesai.model.classifier import SalesAIForSequenceClassification
+
+    torch.manual_seed(0)
+    clf = SalesAIForSequenceClassification(ModelConfig.from_name("tiny", labels=["neg", "pos"]))
+    base_dir = save_checkpoint(tmp_path / "clf", clf)
+    config = LoraConfig.parse("r=2,alpha=4,targets=attn,train=score")
+    assert config.train == ("score",) and config.targets == ("attn",)
+    model = load_base_for_lora(base_dir, config)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "base.score.weight" in trainable and not any(n.startswith("base.model.") for n in trainable)
+    ids = torch.randint(3, 512, (4, 10))
+    labels = torch.tensor([0, 1, 0, 1])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        model(ids, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    out = model.save_pretrained(tmp_path / "ft")
+    loaded, _ = load_checkpoint(out)  # base classifier + adapters + the trained head
+    assert isinstance(loaded, LoraModel) and isinstance(loaded.base, SalesAIForSequenceClassification)
+    with torch.no_grad():
+        expected = model(ids).logits
+        torch.testing.assert_close(loaded(ids).logits, expected)
+        merged = loaded.merged_model()
+        torch.testing.assert_close(merged(ids).logits, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SalesAIError, match=r"lora\.train: 'head' matches no module"):
+        load_base_for_lora(base_dir, LoraConfig(targets=("attn",), train=("head",)))

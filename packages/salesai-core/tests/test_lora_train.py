@@ -137,3 +137,9 @@ def test_cli_train_lora_generate_eval_merge(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--lora: needs --init CHECKPOINT" in bad.stderr
     bad = run_cli(["lora", "merge", base, "--out", str(tmp_path / "y")])
     assert bad.exit_code == 2 and "not a LoRA adapter checkpoint" in bad.stderr
+
+
+def test_cli_lora_with_classify_is_refused(tmp_path: Path) -> None:
+    r = run_cli(["train", "--task", "classify", "--lora", "r=4", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--lora: with --task lm only for now" in r.stderr

@@ -72,6 +72,9 @@ def train(
     overrides: dict[str, Any] = dict(out_dir=str(out), max_steps=max_steps, batch_size=batch_size,
                                      seq_len=seq_len, num_threads=threads, precision=precision)
     run.training = run.training.replace(**overrides)
+    if task != "lm" and lora is not None:
+        raise SalesAIError(f"--lora: with --task lm only for now, not {task!r} (a classifier's adapters: "
+                           "salesai.lora in Python, train=score; see docs/lora.md)")
     if task != "lm":
         from salesai.cli.classify_cmd import train_task
 

@@ -191,6 +191,9 @@ def lora_for_training(spec: str | LoraConfig | None, init: str | os.PathLike[str
         model.base.to(torch.bfloat16)
         for _, adapter in model.named_adapters():
             adapter.float()
+        modules = dict(model.base.named_modules())
+        for path in model.trained:  # trained in full: fp32 like the adapters
+            modules[path].float()
     total = sum(p.numel() for p in model.base.parameters())
     log(f"LoRA: {len(model.adapters)} adapted layers, {model.num_adapter_parameters():,} trainable "
         f"parameters ({100 * model.num_adapter_parameters() / max(total, 1):.2f}% of {total:,}); base frozen")

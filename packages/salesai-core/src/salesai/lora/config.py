@@ -14,7 +14,10 @@ Targets are names of module groups, or patterns matched against module paths:
 Group names select layers of the decoder only (a multimodal model's encoders and projectors are
 left as they are); a pattern can reach anything. The CLI form is
 `r=16,alpha=32,dropout=0.05,base=bf16,targets=attn,experts`: after `targets=`, the comma separated
-words that are not `key=value` are more targets. `base=bf16` holds the frozen base in bfloat16
+words that are not `key=value` are more targets. `train=score` (globs over module paths, e.g.
+`train=encoders.*,projectors.*`) trains those modules in full beside the adapters and stores them
+in the adapter checkpoint, as PEFT's `modules_to_save` (a classifier's new head, a multimodal
+model's encoders). `base=bf16` holds the frozen base in bfloat16
 while training (less memory; see docs/lora.md); loading for inference, merging and exporting
 always use the base checkpoint as stored. References: Hu et al. 2021 (LoRA),
 PEFT's `LoraConfig` (`r`, `lora_alpha`, `lora_dropout`, `target_modules`).
@@ -46,6 +49,7 @@ class LoraConfig:
     dropout: float = 0.0  # dropout on the adapter's input while training
     targets: tuple[str, ...] = DEFAULT_TARGETS  # group names or patterns (module docstring)
     base: str = "fp32"  # precision of the frozen base while training: "fp32" or "bf16" (adapters stay fp32)
+    train: tuple[str, ...] = ()  # module paths/globs trained in full and saved with the adapter (`score`)
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -57,6 +61,8 @@ class LoraConfig:
             raise SalesAIError(f"lora.dropout: expected a number in [0, 1), got {self.dropout!r}")
         if self.base not in BASE_DTYPES:
             raise SalesAIError(f"lora.base: expected one of {', '.join(BASE_DTYPES)}, got {self.base!r}")
+        if not all(isinstance(t, str) and t for t in self.train):
+            raise SalesAIError(f"lora.train: expected module paths or globs, got {self.train!r}")
         if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
             raise SalesAIError(f"lora.targets: expected one or more names or patterns, got {self.targets!r}")
         for t in self.targets:
@@ -73,43 +79,46 @@ class LoraConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"r": self.r, "alpha": float(self.alpha), "dropout": float(self.dropout),
-                "targets": list(self.targets), "base": self.base}
+                "targets": list(self.targets), "base": self.base, "train": list(self.train)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "lora") -> LoraConfig:
         if not isinstance(data, dict):
             raise SalesAIError(f"{where}: expected a mapping with r, alpha, dropout, targets; got {data!r}")
-        known = {"r", "alpha", "dropout", "targets", "base"}
+        known = {"r", "alpha", "dropout", "targets", "base", "train"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SalesAIError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                                f"known: {', '.join(sorted(known))}")
         targets = data.get("targets", DEFAULT_TARGETS)
-        if isinstance(targets, str):
-            targets = [targets]
+        targets = [targets] if isinstance(targets, str) else targets
+        train = data.get("train", ())
+        train = [train] if isinstance(train, str) else train
+        if not isinstance(targets, (list, tuple)) or not isinstance(train, (list, tuple)):
+            raise SalesAIError(f"{where}: targets and train are lists of names or patterns")
         return cls(r=data.get("r", 16), alpha=data.get("alpha", 32.0), dropout=data.get("dropout", 0.0),
-                   targets=tuple(targets), base=data.get("base", "fp32"))
+                   targets=tuple(targets), base=data.get("base", "fp32"), train=tuple(train))
 
     @classmethod
     def parse(cls, spec: str) -> LoraConfig:
-        """`r=16,alpha=32,dropout=0.05,targets=attn,experts` (any order; every key optional)."""
+        """`r=16,alpha=32,dropout=0.05,targets=attn,experts,train=score` (any order; keys optional)."""
         values: dict[str, Any] = {}
-        targets: list[str] = []
-        in_targets = False
+        lists: dict[str, list[str]] = {"targets": [], "train": []}
+        current: str | None = None  # the list key whose values continue after a comma
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
                 continue
             if "=" not in item:
-                if not in_targets:
+                if current is None:
                     raise SalesAIError(f"--lora {spec!r}: {item!r} is not key=value "
-                                       "(keys: r, alpha, dropout, targets)")
-                targets.append(item)
+                                       "(keys: r, alpha, dropout, base, targets, train)")
+                lists[current].append(item)
                 continue
             key, value = (s.strip() for s in item.split("=", 1))
-            in_targets = key == "targets"
-            if in_targets:
-                targets.append(value)
+            current = key if key in lists else None
+            if current is not None:
+                lists[current].append(value)
             elif key == "r":
                 values["r"] = _number(spec, key, value, int)
             elif key in ("alpha", "dropout"):
@@ -118,15 +127,26 @@ class LoraConfig:
                 values[key] = value
             else:
                 raise SalesAIError(f"--lora {spec!r}: unknown key {key!r}; "
-                                   "expected r, alpha, dropout, base, targets")
-        if targets:
-            values["targets"] = tuple(t for t in targets if t)
+                                   "expected r, alpha, dropout, base, targets, train")
+        for key, items in lists.items():
+            if items:
+                values[key] = tuple(t for t in items if t)
         return cls(**values)
 
     # -- which modules ---------------------------------------------------------------------
     def matches(self, path: str) -> bool:
         """Whether the module at `path` (e.g. `layers.0.mlp.experts.1.w2`) is a target."""
         return any(_match(t, path) for t in self.targets)
+
+    def select_trained(self, paths: Iterable[str]) -> list[str]:
+        """The module paths trained in full (`train` globs); an error when one matches nothing."""
+        paths = [p for p in paths if p]
+        chosen = [p for p in paths if any(fnmatch.fnmatchcase(p, t) for t in self.train)]
+        for t in self.train:
+            if not any(fnmatch.fnmatchcase(p, t) for p in paths):
+                raise SalesAIError(f"lora.train: {t!r} matches no module of this model (module paths "
+                                   f"look like {paths[-1]!r})")
+        return chosen
 
     def select(self, paths: Iterable[str]) -> list[str]:
         """The targeted paths among `paths` (linear layers); an error when a target matches none."""

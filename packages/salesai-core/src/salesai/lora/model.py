@@ -58,6 +58,10 @@ class LoraModel(nn.Module):
                                "leave lm_head out of the targets")
         for p in base.parameters():
             p.requires_grad_(False)
+        self.trained = config.select_trained(n for n, _ in base.named_modules()) if config.train else []
+        for path in self.trained:  # modules trained in full (a classifier's head, encoders)
+            for p in modules[path].parameters():
+                p.requires_grad_(True)
         self.adapters = nn.ModuleDict()
         for path in targets:
             layer = modules[path]
@@ -99,8 +103,11 @@ class LoraModel(nn.Module):
             yield key.replace(SEP, "."), adapter
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """`<layer path>.lora_A.weight` / `.lora_B.weight` -> tensor (what an adapter checkpoint holds)."""
+        """`<layer path>.lora_A.weight` / `.lora_B.weight` -> tensor, plus the parameters of the modules
+        trained in full under their own names (what an adapter checkpoint holds)."""
         out: dict[str, torch.Tensor] = {}
+        if self.trained:
+            out.update((n, p) for n, p in self.base.named_parameters() if p.requires_grad)
         for path, adapter in self.named_adapters():
             out[f"{path}.lora_A.weight"] = adapter.lora_A.weight
             out[f"{path}.lora_B.weight"] = adapter.lora_B.weight
@@ -159,7 +166,8 @@ class LoraModel(nn.Module):
 
     # -- sizes and files -----------------------------------------------------------------
     def num_adapter_parameters(self) -> int:
-        return sum(p.numel() for p in self.adapters.parameters())
+        """Trainable parameters: the adapters and the modules trained in full."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write an adapter checkpoint into `path` (see salesai.lora.checkpoint)."""

@@ -55,6 +55,10 @@ def peft_tensors(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise SalesAIError("hf export: PEFT adapters of sequence classifiers are not supported yet; "
                            "merge the adapter (salesai lora merge) and export the merged checkpoint")
     lora = model.lora_config
+    if lora.train:
+        raise SalesAIError(f"hf export: modules trained in full (train={','.join(lora.train)}) have no "
+                           "PEFT export yet; merge the adapter (salesai lora merge) and export the merged "
+                           "checkpoint")
     adapters = {path: (a.lora_A.weight.detach().float().cpu(), a.lora_B.weight.detach().float().cpu())
                 for path, a in model.named_adapters()}
     moe = cfg.num_experts > 1
