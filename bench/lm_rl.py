@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 import time
 from typing import Any
@@ -125,7 +126,7 @@ def syntax_bench(args: argparse.Namespace) -> None:
 
     def measure(path: Any, step: int) -> dict[str, Any]:
         parse = evaluate_rewards(model, tok, prompts, rewards, max_new_tokens=args.syntax_tokens)["reward"]
-        ppl = evaluate_checkpoint(path, val, max_batches=20, threads=args.threads)["val_ppl"]
+        ppl = math.exp(evaluate_checkpoint(path, val, max_batches=20, threads=args.threads)["val_loss"])
         emit(method="grpo-syntax", step=step, parse_rate=parse, val_ppl=ppl)
         return {"parse_rate": parse, "val_ppl": ppl}
 
