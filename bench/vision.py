@@ -31,6 +31,9 @@ from typing import Any
 
 import torch
 
+# `python bench/vision.py` puts bench/ first on sys.path, where bench/onnx.py would shadow the onnx package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 GOALS = {
     "shapes-captions-heldout-triples": ">= 0.99 exact (median of 3 seeds) within 3000 steps",
     "shapes-captions-heldout-objects": "report; aim >= 0.60 exact",
