@@ -84,8 +84,13 @@ def run_server(settings: Any, loader: Any, log_level: str = "info") -> None:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            # Not recorded for re-raising (uvicorn would re-raise SIGTERM after shutdown and the
+            # process would end with -15 instead of 0); a second signal of either kind forces exit.
+            if self.should_exit:
+                self.force_exit = True
+                return
             state.draining = True  # /ready -> 503 and new requests -> 503 from now on
-            super().handle_exit(sig, frame)
+            self.should_exit = True
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                             timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,

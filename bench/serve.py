@@ -1,0 +1,292 @@
+"""Serving throughput and latency: `salesai serve` under concurrent clients vs sequential `generate`.
+
+What: builds a model (default: the `base` preset with random weights and the 267-id byte
+tokenizer, context 512; or `--checkpoint DIR`), saves it as a checkpoint (and, for the ONNX
+Runtime backends, exports it), starts `salesai serve` in a subprocess with `--threads`, and
+drives it closed-loop with N concurrent streaming clients (N in `--concurrency`), each request
+a fixed prompt of `--prompt-tokens` token ids and `--output-tokens` new tokens (`ignore_eos`,
+temperature 0), warm-up requests excluded. Client-side figures follow vLLM's
+`benchmark_serving.py`: TTFT (first chunk with text), ITL (gaps between text chunks), TPOT
+((E2EL - TTFT) / (output - 1)), E2EL, as mean / p50 / p90 / p99 in ms; request and output-token
+throughput (tokens from the server's `usage`); errors by status. Rows:
+- `sequential_generate`: the same requests one after another through `model.generate` in this
+  process (the reference without a server);
+- `serve` with `--max-batch-size 1` (the server answering one request at a time) and with
+  `--max-batch-size` (continuous batching), at each concurrency;
+- `overload`: 3x (batch + queue) requests at once against `--max-queue`; every excess request
+  should get 503 quickly, accepted ones complete (`reject_ms_p99`, `accepted_ok`).
+A summary line gives batching's speed-up at the highest concurrency (goal >= 3x).
+
+Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8]
+       [--concurrency 1,4,16] [--threads 2] [--checkpoint DIR]
+The machine's load changes these figures a lot: compare numbers from the same run only.
+What it is not: a quality benchmark (random weights), nor a GPU benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: random `--preset`)")
+    p.add_argument("--preset", default="base")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime", "onnxruntime-int8"])
+    p.add_argument("--concurrency", default="1,4,16")
+    p.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
+    p.add_argument("--prompt-tokens", type=int, default=32)
+    p.add_argument("--output-tokens", type=int, default=64)
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--max-queue", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="16 requests, 32 output tokens")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.requests, args.output_tokens = 16, 32
+    return args
+
+
+def emit(row: dict[str, Any]) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def summary(name: str, values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    out = {f"{name}_mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan")}
+    for q in (50, 90, 99):
+        out[f"{name}_p{q}_ms"] = round(pct(ms, q), 2)
+    return out
+
+
+# -------------------------------------------------------------------------------------- the model
+def build_checkpoint(args: argparse.Namespace, out: Path) -> Path:
+    import torch
+
+    from salesai import ModelConfig, SalesAIModel
+    from salesai.testing import ByteTokenizer
+
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    torch.manual_seed(0)
+    tok = ByteTokenizer()
+    cfg = ModelConfig.from_name(args.preset, vocab_size=len(tok), max_seq_len=512)
+    model = SalesAIModel(cfg).eval()
+    ckpt = out / "model"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    return ckpt
+
+
+def export(ckpt: Path, out: Path, backend: str) -> Path:
+    if backend == "pytorch":
+        return ckpt
+    from salesai import SalesAIModel
+    from salesai.export.onnx import export_onnx
+    from salesai.ort_runtime import load_tokenizer
+
+    model = SalesAIModel.from_pretrained(ckpt)
+    target = out / "onnx"
+    export_onnx(model, load_tokenizer(ckpt / "tokenizer.model"), target,
+                quantize="int8" if backend.endswith("int8") else None)
+    return target
+
+
+# ------------------------------------------------------------------------------------ the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(source: Path, args: argparse.Namespace, batch: int, queue: int) -> tuple[Any, str]:
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "SALESAI_API_KEY": ""}
+    cmd = [sys.executable, "-m", "salesai", "serve", str(source), "--backend", args.backend,
+           "--port", str(port), "--max-batch-size", str(batch), "--max-queue", str(queue),
+           "--threads", str(args.threads), "--served-model-name", "bench", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("server did not become ready")
+
+
+def stop_server(proc: Any) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# ------------------------------------------------------------------------------------ the clients
+async def one_request(client: Any, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    chunks: list[float] = []
+    usage = None
+    async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
+        if r.status_code != 200:
+            await r.aread()
+            return {"status": r.status_code, "e2e": time.perf_counter() - start}
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[6:])
+            if data.get("usage"):
+                usage = data["usage"]
+            elif data["choices"] and data["choices"][0]["text"]:
+                chunks.append(time.perf_counter())
+    end = time.perf_counter()
+    out = usage["completion_tokens"] if usage else len(chunks)
+    return {"status": 200, "ttft": (chunks[0] if chunks else end) - start, "e2e": end - start,
+            "itl": [b - a for a, b in itertools.pairwise(chunks)], "output": out,
+            "input": usage["prompt_tokens"] if usage else 0}
+
+
+async def closed_loop(url: str, body: dict[str, Any], concurrency: int,
+                      total: int) -> tuple[list[Any], float]:
+    import httpx
+
+    results: list[dict[str, Any]] = []
+    todo = list(range(total))
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+        await asyncio.gather(*(one_request(client, url, body) for _ in range(concurrency)))  # warm-up
+
+        async def worker() -> None:
+            while todo:
+                todo.pop()
+                results.append(await one_request(client, url, body))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return results, time.perf_counter() - start
+
+
+def report(label: str, results: list[dict[str, Any]], wall: float, **extra: Any) -> dict[str, Any]:
+    ok = [r for r in results if r["status"] == 200]
+    errors: dict[str, int] = {}
+    for r in results:
+        if r["status"] != 200:
+            errors[str(r["status"])] = errors.get(str(r["status"]), 0) + 1
+    tpot = [(r["e2e"] - r["ttft"]) / (r["output"] - 1) for r in ok if r["output"] > 1]
+    row = {"bench": label, **extra, "requests": len(results), "wall_s": round(wall, 3),
+           "req_s": round(len(ok) / wall, 3), "output_tok_s": round(sum(r["output"] for r in ok) / wall, 1),
+           "total_tok_s": round(sum(r["output"] + r["input"] for r in ok) / wall, 1),
+           "error_rate": round(1 - len(ok) / max(1, len(results)), 4), "errors_by_status": errors,
+           **summary("ttft", [r["ttft"] for r in ok]), **summary("itl", [x for r in ok for x in r["itl"]]),
+           **summary("tpot", tpot), **summary("e2el", [r["e2e"] for r in ok])}
+    emit(row)
+    return row
+
+
+def sequential_generate(ckpt: Path, args: argparse.Namespace, prompt: list[int], n: int) -> dict[str, Any]:
+    import torch
+
+    from salesai import SalesAIModel
+
+    torch.set_num_threads(args.threads)
+    model = SalesAIModel.from_pretrained(ckpt)
+    model.generate([prompt], max_new_tokens=4, temperature=0.0)  # warm-up
+    start = time.perf_counter()
+    for _ in range(n):
+        model.generate([prompt], max_new_tokens=args.output_tokens, temperature=0.0, stop_token_ids=[])
+    wall = time.perf_counter() - start
+    row = {"bench": "sequential_generate", "backend": "pytorch (in-process)", "requests": n,
+           "wall_s": round(wall, 3), "req_s": round(n / wall, 3),
+           "output_tok_s": round(n * args.output_tokens / wall, 1)}
+    emit(row)
+    return row
+
+
+async def overload(url: str, body: dict[str, Any], bound: int) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=3 * bound + 4)) as client:
+        async def call() -> tuple[int, float]:
+            t = time.perf_counter()
+            r = await client.post(f"{url}/v1/completions", json={**body, "stream": False})
+            return r.status_code, time.perf_counter() - t
+
+        got = await asyncio.gather(*(call() for _ in range(3 * bound)))
+    rejected = [dt for code, dt in got if code == 503]
+    accepted = [code for code, _ in got if code != 503]
+    emit({"bench": "overload", "sent": len(got), "bound": bound, "rejected_503": len(rejected),
+          "reject_ms_p50": round(pct(rejected, 50) * 1000, 1),
+          "reject_ms_p99": round(pct(rejected, 99) * 1000, 1),
+          "accepted": len(accepted), "accepted_ok": all(c == 200 for c in accepted)})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        ckpt = build_checkpoint(args, out)
+        source = export(ckpt, out, args.backend)
+        prompt = [2] + [100 + (i % 150) for i in range(args.prompt_tokens - 1)]
+        body = {"model": "bench", "prompt": prompt, "max_tokens": args.output_tokens, "temperature": 0,
+                "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+        emit({"bench": "setup", "backend": args.backend, "preset": args.preset,
+              "checkpoint": str(args.checkpoint), "prompt_tokens": args.prompt_tokens,
+              "output_tokens": args.output_tokens, "threads": args.threads, "machine": platform.machine(),
+              "python": platform.python_version(), "cpus": os.cpu_count()})
+        seq = sequential_generate(ckpt, args, prompt, max(4, args.requests // 4))
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        for batch in (1, args.max_batch_size):
+            proc, url = start_server(source, args, batch, max(levels) + args.max_queue)
+            try:
+                for c in levels:
+                    results, wall = asyncio.run(closed_loop(url, body, c, args.requests))
+                    rows[(batch, c)] = report("serve", results, wall, backend=args.backend,
+                                              max_batch_size=batch, concurrency=c)
+            finally:
+                stop_server(proc)
+        proc, url = start_server(source, args, 4, 4)
+        try:
+            asyncio.run(overload(url, {**body, "max_tokens": 8}, 8))
+        finally:
+            stop_server(proc)
+        top = max(levels)
+        batched, single = rows[(args.max_batch_size, top)], rows[(1, top)]
+        emit({"bench": "summary", "backend": args.backend, "concurrency": top,
+              "batched_output_tok_s": batched["output_tok_s"],
+              "one_at_a_time_output_tok_s": single["output_tok_s"],
+              "speedup": round(batched["output_tok_s"] / max(single["output_tok_s"], 1e-9), 2),
+              "goal_speedup": 3.0,
+              "sequential_generate_output_tok_s": seq["output_tok_s"], "ttft_p99_ms": batched["ttft_p99_ms"]})
+
+
+if __name__ == "__main__":
+    main()
