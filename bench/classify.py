@@ -136,7 +136,7 @@ def pretrain(train: Path, out: Path, steps: int, vocab: int, threads: int) -> Pa
 
 
 def finetune(name: str, init: Path, train: Path, test: Path, out: Path, steps: int, threads: int,
-             scratch: bool) -> dict[str, Any]:
+             scratch: bool, lr: float | None = None) -> dict[str, Any]:
     import json as _json
 
     from salesai.train.classify import train_classifier
@@ -147,6 +147,9 @@ def finetune(name: str, init: Path, train: Path, test: Path, out: Path, steps: i
     cfg = TrainConfig(max_steps=steps, batch_size=16, seq_len=256, warmup_steps=steps // 10, eval_every=0,
                       save_every=0, precision="fp32", num_threads=threads, out_dir=str(out / name))
     run = RunConfig(model=model, training=cfg)
+    if lr is not None:  # else the width's default peak rate (salesai.train.config.default_lr)
+        run = RunConfig(model=model, training=cfg.replace(lr=lr, min_lr=lr / 10),
+                        explicit=frozenset({"lr", "min_lr"}))
     summary = train_classifier(run, train, test, init=None if scratch else init, tokenizer_path=init,
                                log=lambda _m: None)
     assert summary is not None
@@ -235,6 +238,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--init", type=Path, default=None, help="a language-model checkpoint + tokenizer")
     parser.add_argument("--pretrain-steps", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning peak lr (default: by width)")
     parser.add_argument("--vocab", type=int, default=2000)
     parser.add_argument("--referee-steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
@@ -256,11 +260,11 @@ def main() -> None:
             emit(stage="result", model="tfidf+logreg", skipped="scikit-learn is not installed "
                  "(pip install './packages/salesai-core[bench]')")
     init = args.init or pretrain(train, out, args.pretrain_steps, args.vocab, args.threads)
-    pre = finetune("pretrained", init, train, test, out, args.steps, args.threads, scratch=False)
-    emit(stage="result", model="salesai-pretrained", init=str(init), **pre)
+    pre = finetune("pretrained", init, train, test, out, args.steps, args.threads, scratch=False, lr=args.lr)
+    emit(stage="result", model="salesai-pretrained", init=str(init), lr=args.lr, **pre)
     if "scratch" not in args.skip:
-        emit(stage="result", model="salesai-scratch",
-             **finetune("scratch", init, train, test, out, args.steps, args.threads, scratch=True))
+        scratch = finetune("scratch", init, train, test, out, args.steps, args.threads, True, lr=args.lr)
+        emit(stage="result", model="salesai-scratch", lr=args.lr, **scratch)
     if "referee" not in args.skip:
         emit(stage="referee", **referee(init, train, args.referee_steps, args.threads, out))
     if "throughput" not in args.skip:
