@@ -110,8 +110,10 @@ def eval_cmd(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="A classifier: the text column."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="A classifier: the labels."),
 ) -> None:
-    """Validation loss, perplexity and expert usage of a checkpoint on some data (a classifier: accuracy,
-    macro-F1, per-class precision/recall and the confusion matrix on a labelled file)."""
+    """Validation loss, perplexity and expert usage of a checkpoint on some data.
+
+    A classifier checkpoint: accuracy, macro-F1, per-class precision/recall and the confusion matrix on
+    a labelled file."""
     from salesai.cli.classify_cmd import eval_classifier, is_classifier_checkpoint
     from salesai.train.run import evaluate_checkpoint
 
