@@ -51,10 +51,18 @@ def test_positions_interpolated_for_another_size() -> None:
     with torch.no_grad():
         out = encoder(torch.randn(2, 3, 64, 48))
     assert out.shape == (2, 1 + 4 * 3, 32)
-    pos = encoder._positions(2, 2)
-    assert pos is encoder.pos_embed  # trained grid: no interpolation
+    assert torch.equal(encoder._positions(2, 2)[0], encoder.pos_embed.weight)  # trained grid: as is
     assert encoder._positions(4, 4).shape == (1, 17, 32)
-    assert torch.equal(encoder._positions(4, 4)[:, 0], encoder.pos_embed[:, 0])  # CLS slot untouched
+    assert torch.equal(encoder._positions(4, 4)[0, 0], encoder.pos_embed.weight[0])  # CLS slot untouched
+
+
+def test_positions_and_cls_are_not_weight_decayed() -> None:
+    from salesai.train.trainer import param_groups
+
+    encoder = vit(**TINY, cls_token=True)
+    decay = {id(p) for p in param_groups(encoder, 0.1)[0]["params"]}
+    assert id(encoder.pos_embed.weight) not in decay and id(encoder.cls_token.weight) not in decay
+    assert id(encoder.patch_embed.weight) in decay
 
 
 def test_vit_ti_16_has_the_published_parameter_count() -> None:

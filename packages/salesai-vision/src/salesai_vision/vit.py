@@ -109,8 +109,10 @@ class ViTEncoder(nn.Module):
             max_pixels=max_pixels if max_pixels is not None else ImageSpec.max_pixels,
         )
         self.patch_embed = nn.Conv2d(channels, hidden_dim, kernel_size=patch_size, stride=patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_dim)) if cls_token else None
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid**2 + int(cls_token), hidden_dim))
+        # Position and CLS embeddings are nn.Embedding tables, so the Trainer never applies weight
+        # decay to them (timm's `no_weight_decay`); decaying them slowed learning here (docs/vision.md).
+        self.cls_token = nn.Embedding(1, hidden_dim) if cls_token else None  # (1, D)
+        self.pos_embed = nn.Embedding(self.grid**2 + int(cls_token), hidden_dim)  # ([1 +] N, D)
         self.blocks = nn.ModuleList(
             Block(hidden_dim, num_heads, mlp_dim or 4 * hidden_dim, norm_eps) for _ in range(num_layers)
         )
@@ -127,9 +129,9 @@ class ViTEncoder(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed.weight, std=0.02)
         if self.cls_token is not None:
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
+            nn.init.trunc_normal_(self.cls_token.weight, std=0.02)
 
     # -- the encoder contract ----------------------------------------------------------------
     def num_tokens(self, height: int | None = None, width: int | None = None) -> int:
@@ -152,7 +154,7 @@ class ViTEncoder(nn.Module):
 
     def _positions(self, gh: int, gw: int) -> torch.Tensor:
         """Position embeddings (1, [1 +] gh * gw, D), interpolated when the grid differs."""
-        pos = self.pos_embed
+        pos = self.pos_embed.weight[None]  # (1, [1 +] N, D)
         if gh == self.grid and gw == self.grid:
             return pos
         cls_pos, patch_pos = pos[:, : int(self.has_cls)], pos[:, int(self.has_cls):]
@@ -171,7 +173,8 @@ class ViTEncoder(nn.Module):
         gh, gw = x.shape[-2], x.shape[-1]
         x = x.flatten(2).transpose(1, 2)  # (B, gh*gw, D)
         if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+gh*gw, D)
+            cls = self.cls_token.weight[None].expand(x.shape[0], -1, -1)  # (B, 1, D)
+            x = torch.cat([cls, x], dim=1)  # (B, 1+gh*gw, D)
         x = x + self._positions(int(gh), int(gw))
         for block in self.blocks:
             x = block(x)
@@ -208,10 +211,10 @@ def hf_to_salesai(
         "norm.weight": s["layernorm.weight"],
         "norm.bias": s["layernorm.bias"],
     }
-    pos = s["embeddings.position_embeddings"]  # (1, 1 + N, D): transformers always keeps a CLS slot
-    out["pos_embed"] = pos if cls_token else pos[:, 1:]
+    pos = s["embeddings.position_embeddings"][0]  # (1 + N, D): transformers always keeps a CLS slot
+    out["pos_embed.weight"] = pos if cls_token else pos[1:]
     if cls_token:
-        out["cls_token"] = s["embeddings.cls_token"]
+        out["cls_token.weight"] = s["embeddings.cls_token"][0]  # (1, D)
     for i in range(num_layers):
         for ours, layouts in _HF_BLOCK.items():
             for kind in ("weight", "bias"):
