@@ -180,10 +180,13 @@ def bench_speed(args: argparse.Namespace) -> None:
     ours = salesai_run("CartPole-v1", steps, 0, {}, eval_every=0)
     row = {"section": "speed", "env": "CartPole-v1", "steps": steps, "threads": torch.get_num_threads(),
            "salesai_steps_per_second": ours["steps_per_second"]}
+    every4 = salesai_run("CartPole-v1", steps, 0, {"train_every": 4}, eval_every=0)
+    row["salesai_train_every_4_steps_per_second"] = every4["steps_per_second"]
     if sb3_available():
         theirs = sb3_run("CartPole-v1", steps, 0, SB3_CARTPOLE, eval_every=0)
         row["sb3_steps_per_second"] = round(theirs["steps_per_second"], 1)
         row["ratio"] = round(ours["steps_per_second"] / theirs["steps_per_second"], 2)
+        row["ratio_train_every_4"] = round(every4["steps_per_second"] / theirs["steps_per_second"], 2)
     else:
         row["sb3"] = "not installed"
     emit(row)

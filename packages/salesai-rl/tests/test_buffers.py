@@ -113,3 +113,13 @@ def test_n_step_returns_at_truncation_bootstrap_with_shorter_discounts() -> None
 def test_one_step_is_plain_dqn() -> None:
     out = _run(NStepAccumulator(1, 0.9), [1.0, 2.0], terminated_at_end=True)
     assert [(t.reward, t.discount) for t in out] == [(1.0, 0.9), (2.0, 0.0)]
+
+
+def test_single_leaf_update_matches_the_batched_one() -> None:
+    a, b = SumTree(13), SumTree(13)
+    rng = np.random.default_rng(1)
+    for i, p in enumerate(rng.random(13)):
+        a.set_one(i, float(p))
+        b.update(np.array([i]), np.array([p]))
+    np.testing.assert_allclose(a.nodes, b.nodes)
+    assert a.total == pytest.approx(b.total)

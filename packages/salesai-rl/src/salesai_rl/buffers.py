@@ -78,6 +78,15 @@ class SumTree:
             idx = idx // 2  # duplicates write the same sum twice: harmless
             self.nodes[idx] = self.nodes[2 * idx] + self.nodes[2 * idx + 1]
 
+    def set_one(self, index: int, priority: float) -> None:
+        """`update` for a single leaf, in plain Python (cheaper than numpy for one index)."""
+        nodes, i = self.nodes, index + self.size
+        nodes[i] = priority
+        i //= 2
+        while i >= 1:
+            nodes[i] = nodes[2 * i] + nodes[2 * i + 1]
+            i //= 2
+
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf indices whose prefix-sum interval contains each value (vectorised descent)."""
         values = np.asarray(values, dtype=np.float64).copy()
@@ -158,7 +167,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def add(self, t: Transition) -> int:
         i = super().add(t)
-        self.tree.update(np.array([i]), np.array([self.max_priority ** self.alpha]))
+        self.tree.set_one(i, self.max_priority ** self.alpha)
         return i
 
     def probabilities(self, indices: np.ndarray) -> np.ndarray:
