@@ -161,3 +161,10 @@ def test_projector_shapes() -> None:
     x = torch.randn(2, 5, 7)
     assert Projector("mlp2x_gelu", 7, 9)(x).shape == (2, 5, 9)
     assert Projector("linear", 7, 9)(x).shape == (2, 5, 9)
+
+
+def test_hf_export_refuses_a_model_with_encoders(tmp_path: Path) -> None:
+    from salesai.export.hf import check_exportable
+
+    with pytest.raises(SalesAIError, match=r"hf export: the model carries encoders \(image\)"):
+        check_exportable(model().config)

@@ -50,6 +50,11 @@ def check_exportable(cfg: Any) -> None:
             f"hf export: num_shared_experts={cfg.num_shared_experts} (DeepSeekMoE shared experts) has no "
             "Mixtral equivalent; use --format safetensors or onnx"
         )
+    if getattr(cfg, "encoders", None):
+        raise SalesAIError(
+            f"hf export: the model carries encoders ({', '.join(cfg.encoders)}); the Mixtral/Llama layout "
+            "holds a text decoder only; use --format safetensors or onnx"
+        )
 
 
 def hf_config(cfg: Any, dtype: str = "float32") -> dict[str, Any]:
