@@ -305,3 +305,46 @@ def test_SEC_05_docs_off_by_default_and_metrics_can_be_disabled(make_client: Any
     assert client.get("/metrics").status_code == 200
     assert make_client(enable_docs=True).get("/openapi.json").status_code == 200
     assert make_client(enable_metrics=False).get("/metrics").status_code == 404
+
+
+def test_HL_04_stuck_forward_pass_makes_ready_503(make_client: Any) -> None:
+    import time
+
+    client = make_client(progress_timeout_s=5.0)
+    engine = client.app.state.server.engine
+    assert client.get("/ready").status_code == 200
+    engine.busy_since = time.monotonic() - 60  # as if one forward pass had been running for a minute
+    r = client.get("/ready")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "backend_stalled"
+    assert client.get("/health").status_code == 200  # liveness stays: restarting is the operator's call
+    engine.busy_since = None
+    assert client.get("/ready").status_code == 200
+
+
+class SlowPrefill:
+    """The real backend with a pause in every prefill (a long prompt's prefill, simulated)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def add(self, ids: Any) -> Any:
+        threading.Event().wait(0.5)
+        return self.inner.add(ids)
+
+
+def test_STR_05_pings_while_the_prefill_runs(backends: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from salesai_serve.app import create_app
+    from salesai_serve.settings import ServeSettings
+
+    backends["pytorch"].reset()
+    app = create_app(ServeSettings(model_id="tiny", ping_interval_s=0.05),
+                     lambda: SlowPrefill(backends["pytorch"]), load_in_background=False)
+    with TestClient(app) as client:
+        r = client.post(CHAT, json=chat(stream=True, max_tokens=3))
+        assert ": ping\n\n" in r.text and r.text.endswith("data: [DONE]\n\n")
+    backends["pytorch"].reset()

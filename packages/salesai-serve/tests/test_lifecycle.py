@@ -67,5 +67,5 @@ def test_docs_engine_example_runs(checkpoint: Path, backends: Any) -> None:
     assert block is not None
     code = block.group(1).replace("salesai-quickstart/model", str(checkpoint)).replace("print(texts)", "")
     scope: dict[str, Any] = {}
-    exec(compile(code, str(DOCS), "exec"), scope)  # noqa: S102 - our own documentation
+    exec(compile(code, str(DOCS), "exec"), scope)
     assert set(scope["texts"]) == {"def add(a, b):", "class Stack:"}

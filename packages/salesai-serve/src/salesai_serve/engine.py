@@ -23,6 +23,7 @@ back unused ones.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -49,6 +50,7 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+log = logging.getLogger("salesai_serve")
 _ids = itertools.count()
 
 
@@ -283,14 +285,14 @@ class Engine:
             self.backend.keep(keep)
             self.running = [self.running[i] for i in keep]
 
-    def abort_all(self, message: str = "server shutting down") -> None:
-        """Fail every queued and running sequence with a 503 (shutdown past its timeout)."""
+    def abort_all(self, message: str = "server shutting down", code: str = "shutting_down") -> None:
+        """Fail every queued and running sequence with a 503 (shutdown, or an engine bug)."""
         with self._lock:
             seqs = [*self.waiting, *self.running]
             self.waiting.clear()
         for seq in seqs:
             if not seq.done:
-                self._finish(seq, Event("error", error=unavailable(message, code="shutting_down")))
+                self._finish(seq, Event("error", error=unavailable(message, code=code)))
         self.running = []
         self.backend.reset()
 
@@ -313,7 +315,12 @@ class EngineThread:
                 engine.wakeup.wait(0.5)
                 engine.wakeup.clear()
                 continue
-            engine.step()
+            try:
+                engine.step()
+            except Exception:  # a scheduler bug must not leave requests waiting forever
+                log.exception("engine step failed; aborting every request")
+                engine.failures += 1
+                engine.abort_all("internal error in the engine", code="engine_error")
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -41,7 +41,6 @@ class ServeSettings:
     shutdown_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     ping_interval_s: float = 10.0  # SSE comment pings while nothing else is sent
     progress_timeout_s: float = 120.0  # a forward pass stuck this long makes /ready answer 503
-    log_prompts: bool = False  # prompts are never logged unless this is set
 
     def check(self) -> None:
         """Refuse unsafe or impossible combinations with a one-line SalesAIError."""
