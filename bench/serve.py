@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+# bench/onnx.py would shadow the onnx package (the exporter imports it): drop this script's folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 # Passive OpenMP waiting before torch loads: spinning threads collapse throughput on a shared machine
 # (the `salesai` CLI, and so the server subprocess, does the same).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

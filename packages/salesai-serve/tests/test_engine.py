@@ -218,3 +218,47 @@ def test_failing_request_fails_alone_and_nan_logits_fail_cleanly(backends: Any, 
     run(engine)
     assert nan.last.kind == "error" and nan.last.error is not None and "non-finite" in nan.last.error.message
     assert backend.rows == 0 and engine.in_flight == 0
+
+
+def test_int8_backend_serves_and_onnx_path_never_imports_torch(export_dir: Any) -> None:
+    """The ONNX Runtime backends (fp32 and int8) run the engine and the app without importing torch."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from salesai_serve.app import create_app
+from salesai_serve.backends import load_backend
+from salesai_serve.settings import ServeSettings
+backend = load_backend("onnxruntime-int8", {str(export_dir)!r}, threads=1)
+assert backend.name == "onnxruntime-int8"
+app = create_app(ServeSettings(model_id="tiny"), lambda: backend, load_in_background=False)
+with TestClient(app) as client:
+    r = client.post("/v1/completions", json={{"model": "tiny", "prompt": "def add", "max_tokens": 5,
+                                              "temperature": 0, "ignore_eos": True}})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5, r.text
+    assert client.get("/v1/models").json()["data"][0]["backend"] == "onnxruntime-int8"
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_LIM_04_many_long_requests_all_finish_and_memory_stays_bounded(backends: Any, tokenizer: Any) -> None:
+    """32 requests at the context cap with ignore_eos, 8 at a time: every one ends with "length", and
+    the slot cache never grows beyond (max_batch_size rows, context length)."""
+    backend = backends["pytorch"]
+    backend.reset()
+    engine = Engine(backend, max_batch_size=8, max_queue=24)
+    sinks = []
+    for i in range(32):
+        ids = tokenizer.encode("hello" * (1 + i % 3), add_bos=True)
+        sinks.append(submit(engine, ids, max_tokens=96 - len(ids), temperature=0.0, ignore_eos=True)[1])
+    with pytest.raises(APIError):
+        engine.reserve()  # 32 = batch + queue: the next one is refused
+    run(engine)
+    assert all(s.last.finish_reason == "length" for s in sinks)
+    cache = backend.cache
+    assert cache.batch_size <= 8 and cache.max_len <= 96 and backend.rows == 0 and engine.in_flight == 0
