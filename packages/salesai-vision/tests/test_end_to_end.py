@@ -73,3 +73,10 @@ def test_onnxruntime_with_image_never_imports_torch(trained: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == generate(trained, "run")
+
+
+def test_eval_on_records(trained: Path) -> None:
+    res = run_cli(["eval", str(trained / "run"), "--data", str(trained / "shapes/test.jsonl"), "--json"])
+    assert res.exit_code == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["records"] == 16 and result["val_loss"] > 0 and result["val_tokens"] > 0

@@ -192,6 +192,16 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Sequence[str],
         raise SalesAIError(f"--seq-len {seq_len}: expected 2..{model.config.max_seq_len} "
                            "(the model's max_seq_len)")
     device = resolve_device("auto")
+    from salesai.data import is_record_file, resolve_sources
+
+    files = resolve_sources(list(data))
+    if any(is_record_file(f) for f in files):  # prompt/response or media records: loss on responses
+        from salesai.data.records import RecordDataset
+
+        records = RecordDataset.from_files(files, tok, seq_len, model)
+        records.samples = records.samples[: max_batches * batch_size]
+        result = records.evaluate(model.to(device), batch_size, device, resolve_precision(precision, device))
+        return {**result, "checkpoint": str(ckpt), "seq_len": seq_len, "records": len(records)}
     with tempfile.TemporaryDirectory(prefix="salesai-eval-") as tmp:
         tokens = np.array(tokenize_files(list(data), tok, tmp, name="eval").tokens())
     if len(tokens) < seq_len:
