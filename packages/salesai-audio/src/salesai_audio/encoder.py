@@ -169,8 +169,8 @@ class AudioEncoder(nn.Module):
 
         The fixed positions have amplitude 1. With PyTorch's default conv init the heard content
         is a few percent of that, and a small model spends hundreds of steps before it listens:
-        on 2-tone sequences (tests/test_model.py) the tiny model got 9/16 after 300 steps with
-        the default init and 16/16 after 200 with this one.
+        on 2-tone sequences (the gate of tests/test_transcribe.py) the tiny model got 9/16 after
+        300 steps with the default init and 16/16 after 200 with this one.
         """
         for conv in self.convs:
             assert isinstance(conv, nn.Conv1d) and conv.bias is not None
@@ -190,7 +190,7 @@ class AudioEncoder(nn.Module):
             )
         # Computed per call, not a buffer: a model built on the meta device and loaded from a
         # checkpoint has no initialiser for non-persistent buffers. (N, D), a few microseconds.
-        x = x + sinusoids(x.shape[1], self.cfg.hidden_dim).to(x.device, x.dtype)
+        x = x + sinusoids(x.shape[1], self.cfg.hidden_dim).to(x.device, x.dtype)  # (B, N, D)
         for layer in self.layers:
             x = layer(x)
         return self.layer_norm(x)  # (B, N, D)
