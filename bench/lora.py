@@ -10,13 +10,14 @@ forward with labels, backward, AdamW on the trainable parameters. Variants:
                     (QLoRA-style experiment: it is built here only, not in salesai, unless it wins)
   peft              transformers MixtralForCausalLM + PEFT LoRA, the same adapter config
                     (attention as target_modules, the stacked experts as target_parameters)
+  peft-bf16-base    the same with the transformers model in bf16 (PEFT keeps adapters in fp32)
 Quality (`--quality`): a small model pretrained on part of the stdlib, then LoRA vs full fine-tuning
 for the same steps on a held-out package; validation loss on that package.
 
 Prints JSON lines: {"bench": "lora", "variant": ..., "peak_rss_mb": ..., "tokens_per_s": ...,
 "trainable": ...}, then {"bench": "lora", "summary": {memory ratio, speed ratios, ...}}.
 Usage: python bench/lora.py [--quick] [--threads 1] [--steps 4] [--only lora full]
-       [--quality | --quality-only [--quality-steps 60]]
+       [--interleaved] [--quality | --quality-only [--quality-steps 60]]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-VARIANTS = ("full", "lora", "lora-bf16-base", "lora-int8-base", "peft")
+VARIANTS = ("full", "lora", "lora-bf16-base", "lora-int8-base", "peft", "peft-bf16-base")
 LORA_SPEC = "r=16,alpha=32,targets=attn,experts"
 
 
@@ -95,7 +96,8 @@ def _vm_mb(key: str = "VmHWM") -> float:
     return float("nan")
 
 
-def run_variant(variant: str, quick: bool, steps: int, batch: int, seq: int) -> dict[str, Any]:
+def build_step(variant: str, quick: bool, batch: int, seq: int) -> tuple[Any, Any]:
+    """(model, step()): one optimizer step of `variant` on a fixed batch."""
     import torch
 
     from salesai.lora import LoraConfig, apply_lora
@@ -103,8 +105,11 @@ def run_variant(variant: str, quick: bool, steps: int, batch: int, seq: int) -> 
     config = LoraConfig.parse(LORA_SPEC)
     model = _model(quick)
     ids = torch.randint(3, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(1))
-    if variant == "peft":
-        model, forward = _peft(model, config)
+    if variant.startswith("peft"):
+        model, peft_forward = _peft(model, config, bf16=variant == "peft-bf16-base")
+
+        def forward() -> Any:
+            return peft_forward(ids)
     else:
         if variant == "lora-bf16-base":
             model = model.to(torch.bfloat16)
@@ -124,16 +129,25 @@ def run_variant(variant: str, quick: bool, steps: int, batch: int, seq: int) -> 
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, foreach=True)
-    _training_peak_reset()
-    before = _vm_mb("VmRSS")
-    times = []
-    for _ in range(steps + 1):
+
+    def step() -> float:
         t0 = time.perf_counter()
-        loss = forward() if variant != "peft" else forward(ids)
-        loss.backward()
+        forward().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    return model, step
+
+
+def run_variant(variant: str, quick: bool, steps: int, batch: int, seq: int) -> dict[str, Any]:
+    import torch
+
+    model, step = build_step(variant, quick, batch, seq)
+    params = [p for p in model.parameters() if p.requires_grad]
+    _training_peak_reset()
+    before = _vm_mb("VmRSS")
+    times = [step() for _ in range(steps + 1)]
     step_s = statistics.median(times[1:])
     return {"bench": "lora", "variant": variant, "quick": quick, "threads": torch.get_num_threads(),
             "tokens_per_s": batch * seq / step_s, "step_s": step_s,
@@ -143,7 +157,7 @@ def run_variant(variant: str, quick: bool, steps: int, batch: int, seq: int) -> 
             "peak_rss_incl_setup_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _peft(model: Any, config: Any) -> tuple[Any, Any]:
+def _peft(model: Any, config: Any, bf16: bool = False) -> tuple[Any, Any]:
     """transformers Mixtral with our weights + PEFT LoRA of the same shape (bench/train.py's mapping)."""
     import peft
     import torch
@@ -163,6 +177,8 @@ def _peft(model: Any, config: Any) -> tuple[Any, Any]:
     hf = MixtralForCausalLM(hf_cfg)
     hf.load_state_dict(hf_state_dict(model, layout="stacked"), strict=False)
     del model
+    if bf16:
+        hf = hf.to(torch.bfloat16)  # PEFT keeps the adapters in fp32 (autocast_adapter_dtype)
     # the same r on every target (PEFT's stacked gate_up_proj then has rank r where ours has r on w1 and w3)
     peft_cfg = peft.LoraConfig(r=config.r, lora_alpha=config.alpha, target_modules=["q_proj", "k_proj",
                                "v_proj", "o_proj"], target_parameters=["mlp.experts.gate_up_proj",
@@ -185,7 +201,7 @@ def quality(steps: int, threads: int) -> dict[str, Any]:
     import torch
 
     from salesai import ModelConfig, SalesAIModel, Tokenizer
-    from salesai.lora import LoraConfig, load_base_for_lora
+    from salesai.lora.checkpoint import lora_for_training
     from salesai.model import save_checkpoint
     from salesai.train.trainer import TrainConfig, Trainer
 
@@ -214,12 +230,13 @@ def quality(steps: int, threads: int) -> dict[str, Any]:
         save_checkpoint(f"{tmp}/base", base)
         state = {k: v.clone() for k, v in base.state_dict().items()}
         out: dict[str, Any] = {"bench": "lora", "quality": True, "steps": steps}
-        for name in ("none", "full", "lora"):
+        for name in ("none", "full", "lora", "lora-bf16-base"):
             run: Any = SalesAIModel(cfg)
             run.load_state_dict(state)
-            if name == "lora":
-                run = load_base_for_lora(f"{tmp}/base", LoraConfig.parse(LORA_SPEC))
-            lr = 2e-3 if name == "lora" else 5e-4
+            if name.startswith("lora"):
+                spec = LORA_SPEC + (",base=bf16" if name == "lora-bf16-base" else "")
+                run = lora_for_training(spec, f"{tmp}/base", log=lambda _m: None)
+            lr = 2e-3 if name.startswith("lora") else 5e-4
             trainer = Trainer(run, TrainConfig(max_steps=max(steps, 1), lr=lr, min_lr=lr / 10,
                                                out_dir=f"{tmp}/{name}", **common),
                               ft_train, ft_val, progress=False, log=lambda _m: None)
@@ -228,7 +245,25 @@ def quality(steps: int, threads: int) -> dict[str, Any]:
                 continue
             out[f"val_loss_{name}"] = trainer.fit().evals[-1]["val_loss"]
         out["lora_vs_full"] = out["val_loss_lora"] / out["val_loss_full"]
+        out["lora_bf16_base_vs_full"] = out["val_loss_lora-bf16-base"] / out["val_loss_full"]
         return out
+
+
+def interleaved(variants: list[str], quick: bool, steps: int, batch: int, seq: int) -> dict[str, Any]:
+    """Speed only: every variant in this one process, one step each in turn (a busy machine slows all
+    of them alike); median step times."""
+    steppers = {v: build_step(v, quick, batch, seq)[1] for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(steps + 1):
+        for v, step in steppers.items():
+            t = step()
+            if i:
+                times[v].append(t)
+    tps = {v: batch * seq / statistics.median(t) for v, t in times.items()}
+    out: dict[str, Any] = {"bench": "lora", "interleaved": True, "quick": quick, "tokens_per_s": tps}
+    if "lora" in tps:
+        out.update({f"speed_lora_over_{v}": tps["lora"] / tps[v] for v in tps if v != "lora"})
+    return out
 
 
 def main() -> None:
@@ -242,6 +277,8 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="also the held-out-domain loss comparison")
     ap.add_argument("--quality-steps", type=int, default=60)
     ap.add_argument("--quality-only", action="store_true", help="only the quality comparison")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="speed only: the variants in one process, steps in turn (fairer on a busy machine)")
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
     if args.variant:
@@ -249,6 +286,13 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         print(json.dumps(run_variant(args.variant, args.quick, args.steps, args.batch, args.seq)))
+        return
+    if args.interleaved:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        chosen = list(args.only or ("lora", "full", "peft", "lora-bf16-base"))
+        print(json.dumps(interleaved(chosen, args.quick, args.steps, args.batch, args.seq)))
         return
     if args.quality_only:
         print(json.dumps(quality(args.quality_steps, args.threads)))
