@@ -68,7 +68,7 @@ def train(data: Path, steps: int, seed: int, out: Path, batch_size: int = 32) ->
     torch.manual_seed(seed)
     model = SalesAIModel(ModelConfig.from_name("tiny-vision", vocab_size=len(tok)))
     ds = RecordDataset.from_files([data / "train.jsonl"], tok, 64, model)
-    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, seq_len=64, lr=1e-2, min_lr=1e-3,
+    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, seq_len=64, lr=3e-3, min_lr=3e-4,
                       warmup_steps=max(1, steps // 20), eval_every=0, save_every=0, precision="fp32",
                       out_dir=str(out / f"run-{data.name}-{steps}"), log_every=10**9, seed=seed)
     Trainer(model, cfg, ds, None, tokenizer=tok, progress=False, log=lambda _m: None).fit()
