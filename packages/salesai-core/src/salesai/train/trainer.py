@@ -244,9 +244,10 @@ class Trainer:
         self.engine: nn.Module = self.model
         if self.info.enabled:
             moe = getattr(getattr(model, "config", None), "num_experts", 1) > 1
+            media = bool(getattr(getattr(model, "config", None), "encoders", None))
             self.engine = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=moe)  # an expert may receive no token in a micro-batch
+                find_unused_parameters=moe or media)  # an expert (an encoder) may get no input in a batch
         self.train_data = as_dataset(train_data, config.seq_len)
         self.val_data = as_dataset(val_data, config.seq_len) if val_data is not None else None
         self.tokenizer = tokenizer
