@@ -137,7 +137,7 @@ class MetaConfig:
     inner_steps: int = 1  # MAML/FOMAML inner steps while training
     meta_lr: float = 1e-3  # Adam step size of the outer loop (MAML, FOMAML, joint)
     reptile_steps: int = 10  # Reptile inner steps
-    reptile_inner_lr: float = 0.02
+    reptile_inner_lr: float = 0.01  # 0.02 diverged (NaN) after ~8000 meta-steps
     reptile_eps: float = 0.1  # Reptile outer step size, annealed linearly to 0
     seed: int = 0
 
