@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=50_000, help="training steps (cartpole, ablation)")
     parser.add_argument("--speed-steps", type=int, default=5_000)
     parser.add_argument("--novelty-steps", type=int, default=200_000)
-    parser.add_argument("--meta-iterations", type=int, default=2_000)
+    parser.add_argument("--meta-iterations", type=int, default=8_000)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = list(SECTIONS) if args.sections == "all" else args.sections.split(",")
