@@ -213,3 +213,18 @@ def test_classifier_adapters_with_a_head_trained_in_full(tmp_path: Path) -> None
         torch.testing.assert_close(merged(ids).logits, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(SalesAIError, match=r"lora\.train: 'head' matches no module"):
         load_base_for_lora(base_dir, LoraConfig(targets=("attn",), train=("head",)))
+
+
+def test_bf16_autocast_forward_and_backward(tmp_path: Path) -> None:
+    model = _trained(load_base_for_lora(_base(tmp_path), LoraConfig.parse("r=4,targets=attn,experts")))
+    ids = torch.randint(3, 512, (2, 12))
+    with torch.no_grad():
+        reference = model(ids).logits
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, labels=ids)
+    assert out.logits.dtype == torch.bfloat16
+    torch.testing.assert_close(out.logits.float(), reference, rtol=0.05, atol=0.1)
+    out.loss.backward()
+    assert all(a.lora_A.weight.grad is not None and a.lora_A.weight.grad.dtype == torch.float32
+               for _, a in model.named_adapters())

@@ -67,7 +67,17 @@ class LoraLinear(nn.Module):
     def _hook(self, _module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         if self.merged or not self.enabled:
             return output
-        return output + self.delta(inputs[0]).to(output.dtype)
+        x = inputs[0]
+        a, b = self.lora_A.weight, self.lora_B.weight
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(a.dtype)
+        h = F.linear(self.dropout(x), a).reshape(-1, self.r)  # (N, r)
+        bt = (b * self.scaling).t()  # (r, out): the scaling folded into the small matrix
+        if torch.is_autocast_enabled(x.device.type) or h.dtype == output.dtype:
+            # one fused output + h @ (s B)^T instead of three passes over the (N, out) output
+            y = torch.addmm(output.reshape(-1, output.shape[-1]), h, bt)  # (N, out)
+            return y.view(output.shape)
+        return output + (h @ bt).view(output.shape).to(output.dtype)  # a bf16 base with fp32 adapters
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The low-rank term (..., in) -> (..., out), in the adapter's dtype (or autocast's)."""
