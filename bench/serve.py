@@ -18,7 +18,7 @@ throughput (tokens from the server's `usage`); errors by status. Rows:
 A summary line gives batching's speed-up at the highest concurrency (goal >= 3x).
 
 Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8]
-       [--concurrency 1,4,16] [--threads 2] [--checkpoint DIR]
+       [--concurrency 1,4,16] [--threads 1] [--checkpoint DIR]
 The machine's load changes these figures a lot: compare numbers from the same run only.
 What it is not: a quality benchmark (random weights), nor a GPU benchmark.
 """
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--max-queue", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="backend threads (1 is steadiest when shared)")
     p.add_argument("--quick", action="store_true", help="16 requests, 32 output tokens")
     args = p.parse_args(argv)
     if args.quick:
