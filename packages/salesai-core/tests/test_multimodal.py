@@ -168,3 +168,10 @@ def test_hf_export_refuses_a_model_with_encoders(tmp_path: Path) -> None:
 
     with pytest.raises(SalesAIError, match=r"hf export: the model carries encoders \(image\)"):
         check_exportable(model().config)
+
+
+def test_media_for_a_text_model_is_one_line() -> None:
+    torch.manual_seed(0)
+    text = SalesAIModel(ModelConfig.from_name("tiny"))
+    with pytest.raises(SalesAIError, match="this model has no image encoder"):
+        text.generate([[2, IMG, 5]], images=[image(0)], max_new_tokens=2)

@@ -95,8 +95,9 @@ def as_batch(encoder: nn.Module, items: Any) -> torch.Tensor:
 
 def encode(model: Any, modality: str, items: Any) -> torch.Tensor:
     """Projected embeddings (K, N, hidden_dim) of K items of one modality."""
-    if modality not in model.encoders:
-        known = ", ".join(model.encoders) or "none"
+    encoders = getattr(model, "encoders", None) or {}
+    if modality not in encoders:
+        known = ", ".join(encoders) or "none"
         raise SalesAIError(f"this model has no {modality} encoder (it has: {known}); add encoders.{modality} "
                            "to the model config")
     encoder = model.encoders[modality]
