@@ -48,6 +48,8 @@ def test_VAL_01_02_truncated_json_and_wrong_content_type(client: Any) -> None:
         assert err["type"] == "invalid_request_error" and "not valid JSON" in err["message"]
         err = error_of(client.post(path, content=json.dumps(chat()), headers={"content-type": "text/plain"}))
         assert "Content-Type" in err["message"]
+        nested = b"[" * 100_000  # absurd nesting: RecursionError inside json, still a 400
+        error_of(client.post(path, content=nested, headers={"content-type": "application/json"}))
     assert prompt_tokens_counted(client) == before  # no work
 
 

@@ -32,7 +32,6 @@ from salesai_serve.protocol import parse
 from salesai_serve.settings import ServeSettings
 
 log = logging.getLogger("salesai_serve")
-DISCONNECT_POLL_S = 0.25  # how often a waiting request checks whether its client is still there
 
 
 class ServerState:
@@ -224,7 +223,7 @@ def create_app(
             raw = await request.body()
             try:
                 body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # bad JSON or UTF-8, absurd nesting or number sizes
                 raise invalid("request body: not valid JSON") from None
             parsed = parse(kind, body, settings, engine.backend)
             if parsed.n > 1:
@@ -233,8 +232,13 @@ def create_app(
             from salesai_serve.streaming import Job, complete, stream_response
 
             job = Job(engine, parsed, asyncio.get_running_loop())
-            job.submit()
-            reserved = 0
+            try:
+                job.submit()
+            except BaseException:
+                job.cancel()
+                raise
+            finally:
+                reserved -= len(job.seqs)  # submitted places are released by the engine
         finally:
             if reserved:
                 engine.release(reserved)
