@@ -91,4 +91,4 @@ def test_make_data_with_flite_holds_out_a_voice_per_engine(tmp_path: Path) -> No
     for record in records:
         assert read_audio(out / record["audio"]).shape[0] > 1600
     flite_clips = [r for r in records if r["speaker"].startswith("flite:")]
-    assert flite_clips, "no clip spoken by flite in 12 draws"
+    assert 3 <= len(flite_clips) <= 9  # engines are drawn equally often (binomial(12, 1/2))

@@ -1,11 +1,11 @@
 """`make-data digits`: spoken digit strings as 16 kHz WAV files plus prompt/response JSONL.
 
 What: `make_digits(out, n, seed, engines)` draws digit strings of 1-4 digits, speaks each with
-a random speaker of the chosen engines at a random speed and pitch, resamples to 16 kHz and
-writes `clips/NNNNN.wav`, `train.jsonl`, `test.jsonl` and a README naming the split. Speakers
-are held out *by name*: the test split's speakers never occur in training (at least one per
-engine), so the test figure measures unseen voices. Records follow the core's prompt/response
-form, the loss on the response only:
+a random speaker of a random engine (engines equally often) at a random speed and pitch,
+resamples to 16 kHz and writes `clips/NNNNN.wav`, `train.jsonl`, `test.jsonl` and a README
+naming the split. Speakers are held out *by name*: the test split's speakers never occur in
+training (at least one per engine), so the test figure measures unseen voices. Records follow
+the core's prompt/response form, the loss on the response only:
 
     {"prompt": "<audio>", "response": "4 0 7", "audio": "clips/00017.wav", "speaker": "espeak-ng:en-us+f2"}
 
@@ -70,7 +70,11 @@ def make_digits(
         (tmp / "clips").mkdir()
         for i in range(n):
             split = "test" if i >= n - n_test else "train"
-            speaker = rng.choice(test_speakers if split == "test" else train_speakers)
+            pool = test_speakers if split == "test" else train_speakers
+            if len(engines) > 1:  # engines equally often, whatever their number of speakers
+                engine = rng.choice(sorted({s.engine for s in pool}))
+                pool = [s for s in pool if s.engine == engine]
+            speaker = rng.choice(pool)
             digits = [rng.randrange(10) for _ in range(rng.randint(1, 4))]
             speed, pitch = rng.uniform(0.75, 1.3), rng.uniform(0.6, 1.5)
             raw = synthesize(speaker, " ".join(DIGIT_WORDS[d] for d in digits), speed=speed, pitch=pitch)
