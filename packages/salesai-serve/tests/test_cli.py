@@ -41,3 +41,21 @@ def test_api_keys_from_file_and_environment(tmp_path: Path) -> None:
     keys = tmp_path / "keys.txt"
     keys.write_text("# team keys\nkey-one\n\n  key-two  \n")
     assert read_api_keys(str(keys), "key-three, key-four") == ["key-one", "key-two", "key-three", "key-four"]
+
+
+def test_training_run_directory_serves_its_latest_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from salesai_serve.backends import load_backend
+    from salesai_serve.backends.torch_backend import resolve_checkpoint
+
+    run = tmp_path / "my-run"
+    shutil.copytree(checkpoint, run / "step-000010")
+    (run / "latest").write_text("step-000010\n")
+    assert resolve_checkpoint(run) == run / "step-000010"
+    backend = load_backend("pytorch", run, threads=1)
+    assert backend.name == "pytorch" and backend.max_seq_len == 96
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli(["serve", str(empty)])
+    assert result.exit_code == 2 and "no checkpoint found" in result.stderr

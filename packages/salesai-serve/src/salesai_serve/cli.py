@@ -65,10 +65,14 @@ def serve(
         rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
     )
     settings.check()
-    if not (checkpoint / ("manifest.json" if backend.startswith("onnx") else "config.json")).is_file():
-        onnx = backend.startswith("onnx")
-        kind = "an ONNX export (manifest.json)" if onnx else "a checkpoint (config.json)"
-        raise SalesAIError(f"{checkpoint}: expected {kind} for --backend {backend}")
+    if backend.startswith("onnx"):
+        if not (checkpoint / "manifest.json").is_file():
+            raise SalesAIError(f"{checkpoint}: expected an ONNX export (manifest.json) for "
+                               f"--backend {backend}")
+    else:  # a checkpoint, or a training run directory (its latest checkpoint), checked before serving
+        from salesai_serve.backends.torch_backend import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint)
     run_server(settings, lambda: load_backend(backend, checkpoint, threads), log_level)
 
 

@@ -115,6 +115,16 @@ class SlotKVCache(StaticKVCache):
             self.compact()
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a training run directory's latest checkpoint (the core's resolver)."""
+    import salesai.model
+    from salesai.model import checkpoint
+
+    resolve: Any = getattr(salesai.model, "resolve_checkpoint", None) or getattr(
+        checkpoint, "resolve_checkpoint", None)
+    return Path(path) if resolve is None else Path(resolve(path))  # None: an older core, no run dirs
+
+
 class TorchSampler:
     """One request's sampler: repetition penalty -> temperature -> top-k -> top-p, as `generate`."""
 
@@ -166,17 +176,13 @@ class TorchBackend(Backend):
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> TorchBackend:
         """Load a checkpoint directory (config.json, model.safetensors, tokenizer.model)."""
-        import salesai.model
         from salesai import SalesAIModel
         from salesai.errors import SalesAIError
         from salesai.ort_runtime import load_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        path = Path(path)
-        resolve = getattr(salesai.model, "resolve_checkpoint", None)  # a training run dir, when supported
-        if resolve is not None:
-            path = Path(resolve(path))
+        path = resolve_checkpoint(path)
         if not (path / "tokenizer.model").is_file():
             raise SalesAIError(f"{path}: no tokenizer.model; the server needs the checkpoint's tokenizer")
         # from_pretrained + load_tokenizer rather than load_checkpoint: it also reads the test ByteTokenizer
@@ -238,4 +244,4 @@ class TorchBackend(Backend):
         return TorchSampler(params, prompt_ids, self.vocab_size, index)
 
 
-__all__ = ["SlotKVCache", "TorchBackend", "TorchSampler"]
+__all__ = ["SlotKVCache", "TorchBackend", "TorchSampler", "resolve_checkpoint"]
