@@ -122,6 +122,8 @@ def bench(session: nox.Session) -> None:
     if not scripts:
         session.error("bench/ holds no benchmark scripts yet")
     _install_torch(session)
-    session.install(f"{_path('core')}[hf,bench]", *(_path(p) for p in PACKAGES if p != "core"))
+    extras = {"rl": "[bench]", "vision": "[hf,data]"}  # the referees the benchmarks compare with
+    plugins = (_path(p) + extras.get(p, "") for p in PACKAGES if p != "core")
+    session.install(f"{_path('core')}[hf,bench]", *plugins)
     for script in scripts:
         session.run("python", script, *session.posargs)

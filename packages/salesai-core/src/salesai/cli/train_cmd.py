@@ -27,7 +27,7 @@ def train(
         ..., "--data", help="Training text: files, folders, globs, .jsonl (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoints, metrics.jsonl, token cache."),
     preset: Optional[str] = typer.Option(
-        None, "--preset", help="Model preset (tiny, base, multimodal, tiny-vision)."),
+        None, "--preset", help="Model preset (tiny, base, multimodal, tiny-vision, tiny-audio)."),
     config: Optional[Path] = typer.Option(
         None, "--config", help="YAML/JSON/TOML file with preset:, model: and training: sections."),
     val: Optional[list[str]] = typer.Option(

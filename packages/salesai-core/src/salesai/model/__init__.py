@@ -18,6 +18,7 @@ _LAZY: dict[str, str] = {
     "stream": "salesai.model.generation",
     "save_checkpoint": "salesai.model.checkpoint",
     "load_checkpoint": "salesai.model.checkpoint",
+    "resolve_checkpoint": "salesai.model.checkpoint",
     "SalesAIForSequenceClassification": "salesai.model.classifier",
     "TextClassifier": "salesai.model.classifier",
     "load_classifier": "salesai.model.classifier",

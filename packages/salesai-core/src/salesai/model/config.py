@@ -231,10 +231,19 @@ PRESETS["tiny-vision"] = dict(
     encoders={"image": dict(type="vit", image_size=64, patch_size=16, hidden_dim=64, num_layers=2,
                             num_heads=4, projector="mlp2x_gelu")},
 )
-# The card's multimodal model reads images through a patch-16 ViT (ViT-S/16 width at 224 px).
+# `tiny` plus a 2-layer audio encoder (patch 4) on clips of up to 3 s; tests, benchmarks.
+PRESETS["tiny-audio"] = dict(
+    PRESETS["tiny"],
+    encoders={"audio": dict(type="audio", hidden_dim=64, num_layers=2, num_heads=4, intermediate_dim=128,
+                            patch_size=4, max_seconds=3.0, projector="mlp2x_gelu")},
+)
+# The card's multimodal model reads images through a patch-16 ViT (ViT-S/16 width at 224 px) and
+# audio through the patch-4 conv + transformer encoder (750 tokens for a 30 s clip).
 PRESETS["multimodal"]["encoders"] = {
     "image": dict(type="vit", image_size=224, patch_size=16, hidden_dim=384, num_layers=12, num_heads=6,
                   projector="mlp2x_gelu"),
+    "audio": dict(type="audio", hidden_dim=384, num_layers=4, num_heads=6, intermediate_dim=1536,
+                  patch_size=4, max_seconds=30.0, projector="mlp2x_gelu"),
 }
 
 PROJECTORS = ("mlp2x_gelu", "linear")  # LLaVA-1.5's two-layer GELU MLP, or one linear layer

@@ -12,7 +12,7 @@ line per measurement and a summary line with the ratios.
 With `--ckpt` and `--data FILE` it also measures validation perplexity of the ONNX fp32 and
 int8 graphs (and PyTorch) on up to `--ppl-chunks` chunks of `--ppl-len` tokens of FILE.
 
-Run: python bench/onnx.py [--threads 2] [--repeats 3] [--ckpt DIR --data FILE]
+Run: python bench/onnx_export.py [--threads 2] [--repeats 3] [--ckpt DIR --data FILE]
 What it is not: a test; numbers on a shared machine are noisy (medians, alternating order).
 """
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spinning", action="store_true", help="let ONNX Runtime's idle threads busy-wait")
     args, unknown = ap.parse_known_args(argv)
     if unknown:
-        print(f"bench/onnx.py: ignoring arguments {unknown}", file=sys.stderr)
+        print(f"bench/onnx_export.py: ignoring arguments {unknown}", file=sys.stderr)
 
     import torch
 
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.data is not None:
         if tokenizer is None:
-            print("bench/onnx.py: --data needs --ckpt (a tokenizer); skipping perplexity", file=sys.stderr)
+            print("bench/onnx_export.py: --data needs --ckpt (a tokenizer); skipping perplexity",
+                  file=sys.stderr)
         else:
             ppl = perplexity(model, ort, tokenizer, args.data, args.ppl_len, args.ppl_chunks)
             emit({"bench": "onnx", "what": "perplexity", "model": source, "data": str(args.data), **ppl})
