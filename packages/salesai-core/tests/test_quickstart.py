@@ -73,9 +73,19 @@ def test_thread_tuner_follows_the_faster_thread_count(monkeypatch: pytest.Monkey
 
 
 def test_quickstart_tiny_budget_reports_everything(tmp_path: Path) -> None:
-    out = tmp_path / "qs"  # a step budget, not a time budget: the test must not depend on the machine's load
-    r = run_cli(["quickstart", "--out", str(out), "--minutes", "0.5", "--max-corpus-mb", "0.4",
-                 "--threads", "1", "--no-export", "--max-steps", "6", "--json"])
+    """A short run beside an artificial competing load (a busy process): a step budget, not a time
+    budget, so the result does not depend on the load, and the report says the run was contended."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "qs"
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        r = run_cli(["quickstart", "--out", str(out), "--minutes", "0.5", "--max-corpus-mb", "0.4",
+                     "--threads", "1", "--no-export", "--max-steps", "6", "--json"])
+    finally:
+        busy.kill()
+        busy.wait()
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     v, base, tr = report["validation"], report["unigram_baseline"], report["training"]
@@ -104,8 +114,8 @@ def test_quickstart_tiny_budget_reports_everything(tmp_path: Path) -> None:
     ckpt = Path(paths["checkpoint"])
     assert {"config.json", "model.safetensors", "tokenizer.model"} <= {p.name for p in ckpt.iterdir()}
     machine = report["machine"]
-    assert machine["cores"] >= 1 and machine["others_cores_during"] >= 0
-    assert isinstance(machine["contended"], bool)
+    assert machine["cores"] >= 1 and machine["others_cores_during"] > 0.5
+    assert machine["contended"] is True and "contended" in machine["note"]
     assert "validation loss" in r.stderr or "val loss" in r.stderr  # progress went to stderr
 
 
