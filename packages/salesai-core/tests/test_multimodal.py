@@ -152,6 +152,8 @@ def test_checkpoint_round_trip_keeps_encoder_weights(tmp_path: Path) -> None:
     m.save_pretrained(tmp_path / "ckpt")
     loaded = SalesAIModel.from_pretrained(tmp_path / "ckpt")
     torch.testing.assert_close(loaded.encoders["image"].proj.weight, m.encoders["image"].proj.weight)
+    # a buffer the encoder computes at init and does not save is rebuilt, not left uninitialised
+    torch.testing.assert_close(loaded.encoders["image"].positions, m.encoders["image"].positions)
     ids = [[2, IMG, 20, 21]]
     assert loaded.generate(ids, images=[image(0)], max_new_tokens=5, temperature=0) == \
         m.generate(ids, images=[image(0)], max_new_tokens=5, temperature=0)

@@ -438,6 +438,11 @@ class SalesAIModel(nn.Module):
             model = cls(cfg)
         model = model.to_empty(device="cpu")
         model.init_rope()
+        if cfg.encoders:  # plugin encoders may compute unsaved buffers at init: build them for real
+            from salesai.model.multimodal import build_encoders
+
+            with torch.random.fork_rng(devices=[]):
+                model.encoders, model.projectors = build_encoders(cfg)
         W.load_state(model, tensors, d / W.WEIGHTS_FILE)
         model.eval()
         return model.to(device) if device is not None else model

@@ -68,6 +68,10 @@ def toy_patches(size: int = 16, patch: int = 8, output_dim: int = 24) -> Any:
             self.output_dim = output_dim
             self.proj = nn.Conv2d(3, output_dim, kernel_size=patch, stride=patch)
             self.norm = nn.LayerNorm(output_dim)
+            # A buffer computed at init and not saved (as sinusoidal positions are): checkpoints
+            # must rebuild it when they load, not leave it uninitialised.
+            n = (size // patch) ** 2
+            self.register_buffer("positions", torch.linspace(0, 1, n)[:, None], persistent=False)  # (N, 1)
 
         def preprocess_spec(self) -> dict[str, Any]:
             return {"modality": "image", "format": "npy", "size": [size, size], "layout": "CHW"}
@@ -80,7 +84,7 @@ def toy_patches(size: int = 16, patch: int = 8, output_dim: int = 24) -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, size, size)
             y = self.proj(x)  # (B, D, size/patch, size/patch)
-            return self.norm(y.flatten(2).transpose(1, 2))  # (B, N, D)
+            return self.norm(y.flatten(2).transpose(1, 2) + self.positions)  # (B, N, D)
 
     return ToyPatches()
 
