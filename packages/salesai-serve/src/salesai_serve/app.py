@@ -5,7 +5,9 @@ background thread at startup, so `/health` answers 200 at once while `/ready` an
 until the model is loaded and one warm-up token has been generated.
 Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id},
 GET /health (liveness), GET /ready (readiness), GET /metrics (Prometheus), and /docs +
-/openapi.json only when enabled. This module imports FastAPI (only `salesai serve` imports it).
+/openapi.json only when enabled. A classifier (`ClassifierBackend`) is served on POST
+/v1/classify instead, without the engine; the generation routes then answer 400 (and
+/v1/classify answers 400 for a language model). This module imports FastAPI (only `salesai serve` imports it).
 Streaming responses are Server-Sent Events as OpenAI sends
 them (see `streaming.py`).
 """
@@ -25,10 +27,11 @@ from typing import Any
 from fastapi import Request  # at module level: FastAPI resolves the handlers' annotations here
 
 from salesai_serve.backends.base import Backend, SamplingParams
+from salesai_serve.backends.classifier import ClassifierBackend
 from salesai_serve.engine import Engine, EngineThread
 from salesai_serve.errors import APIError, invalid, unavailable
 from salesai_serve.metrics import Metrics
-from salesai_serve.protocol import parse
+from salesai_serve.protocol import parse, parse_classify
 from salesai_serve.settings import ServeSettings
 
 log = logging.getLogger("salesai_serve")
@@ -37,7 +40,7 @@ log = logging.getLogger("salesai_serve")
 class ServerState:
     """Everything a request handler needs: settings, engine, metrics, lifecycle flags."""
 
-    def __init__(self, settings: ServeSettings, loader: Callable[[], Backend]) -> None:
+    def __init__(self, settings: ServeSettings, loader: Callable[[], Backend | ClassifierBackend]) -> None:
         self.settings = settings
         self.loader = loader
         self.metrics = Metrics()
@@ -45,12 +48,19 @@ class ServerState:
         self.runner: EngineThread | None = None
         self.draining = False
         self.load_error: str | None = None
+        self.classifier: ClassifierBackend | None = None  # set instead of engine for a classifier
+        self.classifying = 0  # /v1/classify requests in flight (admission like the engine's)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def load(self) -> None:
         """Load the backend, start the engine thread, warm up; errors leave the server unready."""
         try:
             backend = self.loader()
+            if isinstance(backend, ClassifierBackend):
+                backend.predict(["warm-up"])
+                self.classifier = backend
+                log.info("ready: %s classifier, labels %s", backend.name, ", ".join(backend.labels))
+                return
             s = self.settings
             engine = Engine(backend, s.max_batch_size, s.max_queue, s.queue_timeout_s, self.metrics)
             runner = EngineThread(engine)
@@ -71,6 +81,8 @@ class ServerState:
         """Why the server cannot take requests now (503), or None when it can."""
         if self.draining:
             return unavailable("server is shutting down", code="draining")
+        if self.classifier is not None:
+            return None
         if self.engine is None or self.runner is None:
             msg = "model failed to load" if self.load_error else "model is loading"
             return unavailable(msg, code="not_ready", retry_after=5)
@@ -95,7 +107,9 @@ def _error_response(error: APIError) -> Any:
 
 
 def create_app(
-    settings: ServeSettings, loader: Callable[[], Backend], load_in_background: bool = True
+    settings: ServeSettings,
+    loader: Callable[[], Backend | ClassifierBackend],
+    load_in_background: bool = True,
 ) -> Any:
     """The ASGI app; see the module docstring. `load_in_background=False` loads before returning."""
     from fastapi import FastAPI
@@ -119,7 +133,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         thread = None
-        if load_in_background and state.engine is None:
+        if load_in_background and state.engine is None and state.classifier is None:
             thread = threading.Thread(target=state.load, name="salesai-load", daemon=True)
             thread.start()
         yield
@@ -186,7 +200,9 @@ def create_app(
         card: dict[str, Any] = {"id": settings.model_id, "object": "model", "created": 0,
                                 "owned_by": "salesai"}
         if state.engine is not None:
-            card.update(state.engine.backend.describe())
+            card.update({"task": "generate", **state.engine.backend.describe()})
+        elif state.classifier is not None:
+            card.update(state.classifier.describe())
         return card
 
     @app.get("/v1/models")
@@ -207,24 +223,55 @@ def create_app(
     async def chat_completions(request: Request) -> Any:
         return await _generate("chat", request)
 
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> Any:
+        error = state.not_ready()
+        if error is not None:
+            state.metrics.rejected("draining" if state.draining else "not_ready")
+            raise error
+        clf = state.classifier
+        if clf is None:
+            raise invalid("this model generates text, not labels: use /v1/completions or "
+                          "/v1/chat/completions", code="model_not_classifier")
+        if state.classifying >= settings.max_batch_size + settings.max_queue:
+            state.metrics.rejected("queue_full")
+            raise unavailable(f"server busy: {state.classifying} requests in flight; retry later",
+                              code="queue_full")
+        state.classifying += 1
+        try:
+            texts = parse_classify(await _json_body(request), settings)
+            results = await asyncio.to_thread(clf.predict, texts)
+            tokens = sum(clf.token_counts(texts))
+        finally:
+            state.classifying -= 1
+        data = [{"index": i, "object": "classification", **r} for i, r in enumerate(results)]
+        return {"object": "list", "model": settings.model_id, "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    async def _json_body(request: Request) -> Any:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise invalid("Content-Type: expected application/json")
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, absurd nesting or number sizes
+            raise invalid("request body: not valid JSON") from None
+
     async def _generate(kind: str, request: Request) -> Any:
         error = state.not_ready()
         if error is not None:
             state.metrics.rejected("draining" if state.draining else "not_ready")
             raise error
+        if state.classifier is not None:
+            raise invalid("this model is a classifier: it does not generate text; use POST /v1/classify",
+                          code="model_is_classifier")
         engine = state.engine
         assert engine is not None
         engine.reserve(1)  # admission before any preprocessing: 503 at once when full
         reserved = 1
         try:
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
-                raise invalid("Content-Type: expected application/json")
-            raw = await request.body()
-            try:
-                body = json.loads(raw)
-            except (ValueError, RecursionError):  # bad JSON or UTF-8, absurd nesting or number sizes
-                raise invalid("request body: not valid JSON") from None
+            body = await _json_body(request)
             parsed = parse(kind, body, settings, engine.backend)
             if parsed.n > 1:
                 engine.reserve(parsed.n - 1)

@@ -1,5 +1,6 @@
 """`salesai serve CKPT`: load a checkpoint or ONNX export and serve it over HTTP with uvicorn.
 
+A classifier checkpoint or ONNX classifier export is served on POST /v1/classify.
 Binds 127.0.0.1:8000 by default. Any other address needs an API key (`--api-key-file`, or
 `SALESAI_API_KEY` with comma-separated keys) unless `--allow-unauthenticated`. SIGTERM (or
 Ctrl-C) makes /ready answer 503 and refuses new requests, lets in-flight requests finish for
@@ -36,6 +37,7 @@ def serve(
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body (413)."),
     max_tokens_cap: Optional[int] = typer.Option(
         None, "--max-tokens-cap", help="Largest max_tokens accepted (default: the context length)."),
+    max_inputs: int = typer.Option(64, "--max-inputs", help="Texts per /v1/classify request (classifiers)."),
     rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Requests per minute per API key."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allowed CORS origin (repeatable)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),
@@ -45,7 +47,8 @@ def serve(
     metrics_auth: bool = typer.Option(False, "--metrics-auth", help="Require the API key for /metrics."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
-    """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
+    """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions;
+    /v1/classify for a classifier trained with `salesai train --task classify`)."""
     from salesai_serve.backends import BACKEND_NAMES, load_backend
     from salesai_serve.settings import ServeSettings, read_api_keys
 
@@ -62,7 +65,7 @@ def serve(
         metrics_public=not metrics_auth, enable_metrics=not no_metrics, enable_docs=enable_docs,
         cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
         queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
-        rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
+        max_inputs=max_inputs, rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
     )
     settings.check()
     if backend.startswith("onnx"):

@@ -236,4 +236,25 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
     return ParsedRequest(kind, ids, params, n, stream, include_usage, stop_ids)
 
 
-__all__ = ["ParsedRequest", "check_text", "parse"]
+def parse_classify(body: Any, settings: ServeSettings) -> list[str]:
+    """Validate a /v1/classify body: model, and input (a string or 1..max_inputs strings)."""
+    if not isinstance(body, dict):
+        raise invalid("request body: expected a JSON object")
+    _model(body, settings)
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise invalid("input: expected a string or a non-empty list of strings", "input")
+    if len(items) > settings.max_inputs:
+        raise invalid(f"input: {len(items)} texts; at most {settings.max_inputs} per request", "input")
+    for i, text in enumerate(items):
+        where = "input" if isinstance(value, str) else f"input[{i}]"
+        if not isinstance(text, str):
+            raise invalid(f"{where}: expected a string, got {type(text).__name__}", "input")
+        if not text:
+            raise invalid(f"{where}: expected non-empty text", "input")
+        check_text(text, "input")
+    return list(items)
+
+
+__all__ = ["ParsedRequest", "check_text", "parse", "parse_classify"]

@@ -37,6 +37,7 @@ class ServeSettings:
     max_stop: int = 4  # stop strings per request
     max_stop_chars: int = 64  # characters per stop string
     max_messages: int = 256  # chat messages per request
+    max_inputs: int = 64  # texts per /v1/classify request
     rate_limit_rpm: float | None = None  # requests per minute per API key; None = no limit
     shutdown_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     ping_interval_s: float = 10.0  # SSE comment pings while nothing else is sent
@@ -49,7 +50,8 @@ class ServeSettings:
                 f"--host {self.host}: serving beyond this machine needs an API key "
                 "(--api-key-file or SALESAI_API_KEY); pass --allow-unauthenticated to serve without one"
             )
-        for name in ("max_batch_size", "max_n", "max_stop", "max_body_bytes", "default_max_tokens"):
+        for name in ("max_batch_size", "max_n", "max_stop", "max_inputs", "max_body_bytes",
+                     "default_max_tokens"):
             if getattr(self, name) < 1:
                 raise SalesAIError(f"{name}={getattr(self, name)}: expected an integer >= 1")
         if self.max_queue < 0:

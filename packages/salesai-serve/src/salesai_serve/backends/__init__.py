@@ -2,6 +2,7 @@
 
 `load_backend(name, path, threads)` picks one by name: `pytorch` (a checkpoint directory),
 `onnxruntime` / `onnxruntime-int8` (an ONNX export directory; torch is never imported).
+A classifier checkpoint or export (`is_classifier`) loads as a `ClassifierBackend` (POST /v1/classify).
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ from pathlib import Path
 
 from salesai.errors import SalesAIError
 from salesai_serve.backends.base import Backend, Sampler, SamplingParams
+from salesai_serve.backends.classifier import ClassifierBackend, is_classifier
 
 BACKEND_NAMES = ("pytorch", "onnxruntime", "onnxruntime-int8")
 
 
-def load_backend(name: str, path: str | Path, threads: int | None = None) -> Backend:
+def load_backend(name: str, path: str | Path, threads: int | None = None) -> Backend | ClassifierBackend:
     """Load `path` with backend `name`; a SalesAIError names a wrong backend or directory."""
     path = Path(path)
     if name not in BACKEND_NAMES and name != "torch":
         raise SalesAIError(f"--backend {name!r}: expected one of {', '.join(BACKEND_NAMES)}")
     if not path.is_dir():
         raise SalesAIError(f"{path}: checkpoint or export directory not found")
+    if is_classifier(path):
+        if name in ("pytorch", "torch") and not (path / "config.json").is_file():
+            raise SalesAIError(f"{path}: an ONNX export; serve it with --backend onnxruntime")
+        return ClassifierBackend.load(name, path, threads=threads)
     if name in ("pytorch", "torch"):
         if (path / "manifest.json").is_file() and not (path / "config.json").is_file():
             raise SalesAIError(f"{path}: an ONNX export; serve it with --backend onnxruntime")
@@ -32,4 +38,5 @@ def load_backend(name: str, path: str | Path, threads: int | None = None) -> Bac
     return OrtBackend.load(path, variant="int8" if name.endswith("int8") else "fp32", threads=threads)
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "Sampler", "SamplingParams", "load_backend"]
+__all__ = ["BACKEND_NAMES", "Backend", "ClassifierBackend", "Sampler", "SamplingParams", "is_classifier",
+           "load_backend"]
