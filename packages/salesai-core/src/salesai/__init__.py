@@ -6,10 +6,8 @@ import torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from salesai.hookspecs import hookimpl
+from salesai.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -25,7 +23,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["hookimpl", "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salesai' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -14,8 +14,7 @@ Names are imported lazily (`import salesai.data` imports neither numpy nor torch
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from salesai.lazy import lazy_getattr
 
 _MODULES = {
     "salesai.data.sources": (
@@ -39,7 +38,4 @@ _LAZY: dict[str, str] = {name: module for module, names in _MODULES.items() for 
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salesai.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -11,8 +11,7 @@ Names are imported lazily (`import salesai.train` does not import torch).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from salesai.lazy import lazy_getattr
 
 _LAZY: dict[str, str] = {
     "Trainer": "salesai.train.trainer",
@@ -29,7 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salesai.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
