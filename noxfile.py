@@ -65,7 +65,9 @@ def tests(session: nox.Session, package: str) -> None:
         session.install(f"{_path('core')}[hf,test]")
     else:
         extras = "test,hf,data" if package == "vision" else "test"  # vision: ViTModel parity, digits data
-        session.install(f"{_path('core')}[test]", f"{_path(package)}[{extras}]")
+        # serve: its image-part tests build a tiny-vision model (the `vit` encoder from salesai-vision)
+        peers = [_path("vision")] if package == "serve" else []
+        session.install(f"{_path('core')}[test]", f"{_path(package)}[{extras}]", *peers)
     _pytest(session, f"packages/{PACKAGES[package]}/tests")
 
 

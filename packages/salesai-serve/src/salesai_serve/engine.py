@@ -73,6 +73,7 @@ class SequenceState:
     sampler: Sampler | None = None
     text: TextStream | None = None
     pending: int | None = None  # the sampled token the next decode feeds
+    media: dict[str, Any] | None = None  # preprocessed media items for the prompt's placeholders
 
 
 class Engine:
@@ -126,14 +127,18 @@ class Engine:
         return self._reserved
 
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams, sink: Sink, index: int = 0,
-               stop_token_ids: Sequence[int] = ()) -> SequenceState:
-        """Queue one sequence on a place claimed with `reserve`; returns its handle (for `cancel`)."""
+               stop_token_ids: Sequence[int] = (), media: dict[str, Any] | None = None,
+               media_positions: int = 0) -> SequenceState:
+        """Queue one sequence on a place claimed with `reserve`; returns its handle (for `cancel`).
+        `media` items replace the prompt's placeholders (adding `media_positions` positions)."""
         limit = self.backend.max_seq_len
-        if not prompt_ids or len(prompt_ids) + params.max_tokens > limit:
-            raise APIError(400, f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) "
+        size = len(prompt_ids) + media_positions
+        if not prompt_ids or size + params.max_tokens > limit:
+            raise APIError(400, f"prompt ({size} tokens) + max_tokens ({params.max_tokens}) "
                                 f"exceeds the context length ({limit})", param="max_tokens")
         stops = set(stop_token_ids) | ({self.backend.eos_id} if not params.ignore_eos else set())
-        seq = SequenceState(list(prompt_ids), params, sink, index, frozenset(stops), submitted=self.clock())
+        seq = SequenceState(list(prompt_ids), params, sink, index, frozenset(stops), submitted=self.clock(),
+                            media=media or None)
         with self._lock:
             self.waiting.append(seq)
         if self.metrics:
@@ -194,7 +199,9 @@ class Engine:
                 self.metrics.queue_wait(self.clock() - seq.submitted)
             self.busy_since = self.clock()
             try:
-                logits = self.backend.add(seq.prompt_ids)  # a failed prefill leaves the batch as it was
+                # a failed prefill leaves the batch as it was
+                logits = (self.backend.add(seq.prompt_ids, media=seq.media) if seq.media
+                          else self.backend.add(seq.prompt_ids))
                 seq.sampler = self.backend.sampler(seq.params, seq.prompt_ids, seq.index)
             except Exception as exc:
                 self.failures += 1

@@ -2,7 +2,8 @@
 
 Accepted (OpenAI names): model, prompt (completions: a string, a list of token ids, or a list
 holding one string), messages (chat: role system/developer/user/assistant, content a string or
-a list of {"type": "text"} parts), max_tokens / max_completion_tokens (the latter wins when
+a list of {"type": "text"} parts, plus image_url / input_audio parts for a model with those
+encoders: see `media.py`), max_tokens / max_completion_tokens (the latter wins when
 both are set), temperature [0, 2], top_p (0, 1], n [1, max_n], stop (a string or up to
 max_stop strings), seed, stream, stream_options {include_usage} (only with stream: true), and
 the extras top_k (-1 or 0 = off), repetition_penalty (0, 10], ignore_eos. Unknown fields are
@@ -40,6 +41,8 @@ class ParsedRequest:
     stream: bool = False
     include_usage: bool = False
     stop_token_ids: list[int] = field(default_factory=list)
+    media: dict[str, list[Any]] | None = None  # modality -> preprocessed items, in reading order
+    media_positions: int = 0  # prompt positions added when the placeholders expand
 
 
 def _number(body: dict[str, Any], name: str, lo: float, hi: float, default: float | None,
@@ -127,13 +130,22 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise invalid("response_format: only {\"type\": \"text\"} is supported", "response_format")
 
 
-def _messages(body: dict[str, Any], settings: ServeSettings) -> list[tuple[str, str]]:
+Content = str | list[str | int]  # text, or text pieces and placeholder token ids
+
+
+def _messages(body: dict[str, Any], settings: ServeSettings, backend: Any,
+              media: dict[str, list[Any]]) -> tuple[list[tuple[str, Content]], int]:
+    """(role, content) pairs; media parts go to `media` and become placeholder ids in the content.
+    Returns the pairs and the prompt positions the media adds beyond their placeholders."""
+    from salesai_serve.media import read_part
+
+    extra = 0
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages: expected a non-empty list of {role, content} objects", "messages")
     if len(messages) > settings.max_messages:
         raise invalid(f"messages: {len(messages)} messages; at most {settings.max_messages}", "messages")
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, Content]] = []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -143,29 +155,35 @@ def _messages(body: dict[str, Any], settings: ServeSettings) -> list[tuple[str, 
             raise invalid(f"{where}.role: expected one of system, developer, user, assistant",
                           f"{where}.role")
         content = m.get("content")
+        text: Content
         if isinstance(content, str):
-            text = content
+            text = check_text(content, f"{where}.content")
         elif isinstance(content, list):
-            pieces = []
+            pieces: list[str | int] = []
             for j, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
                 if kind == "text" and isinstance(part.get("text"), str):
-                    pieces.append(part["text"])
+                    pieces.append(check_text(part["text"], f"{where}.content"))
                 elif kind in MEDIA_PARTS:
-                    raise invalid(f"{where}.content[{j}]: {kind} input is not supported by this model "
-                                  "(modalities: text)", f"{where}.content", code="modality_not_supported")
+                    if sum(len(v) for v in media.values()) >= settings.max_media_items:
+                        raise invalid(f"{where}.content[{j}]: more than {settings.max_media_items} media "
+                                      "items in one request", f"{where}.content", code="too_many_media_items")
+                    modality, item, positions = read_part(part, f"{where}.content[{j}]", backend)
+                    media.setdefault(modality, []).append(item)
+                    pieces.append(int(backend.tokenizer.token_to_id(f"<{modality}>")))
+                    extra += positions - 1
                 else:
                     raise invalid(f"{where}.content[{j}]: expected a text part "
                                   '({"type": "text", "text": str})',
                                   f"{where}.content")
-            text = "".join(pieces)
+            text = "".join(pieces) if all(isinstance(p, str) for p in pieces) else pieces  # type: ignore[arg-type]
         elif content is None and role == "assistant":
             text = ""
         else:
             raise invalid(f"{where}.content: expected a string or a list of content parts",
                           f"{where}.content")
-        out.append((ROLE_ALIASES[role], check_text(text, f"{where}.content")))
-    return out
+        out.append((ROLE_ALIASES[role], text))
+    return out, extra
 
 
 def _prompt_ids(body: dict[str, Any], backend: Any) -> list[int]:
@@ -192,23 +210,27 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
     _model(body, settings)
     _refuse_unsupported(body)
     context = backend.max_seq_len
+    media: dict[str, list[Any]] = {}
+    extra = 0  # positions the media placeholders add when they expand
     if kind == "chat":
-        ids = chat_prompt_ids(backend.tokenizer, _messages(body, settings), add_bos=backend.add_bos)
+        messages, extra = _messages(body, settings, backend, media)
+        ids = chat_prompt_ids(backend.tokenizer, messages, add_bos=backend.add_bos)
         stop_ids = [backend.tokenizer.token_to_id(END_SYMBOL)]
     else:
         ids, stop_ids = _prompt_ids(body, backend), []
     limit = settings.max_prompt_tokens or context - 1
-    if len(ids) > limit:
-        raise invalid(f"prompt: {len(ids)} tokens; at most {limit} are allowed", "messages" if kind == "chat"
-                      else "prompt", code="prompt_too_long")
+    if len(ids) + extra > limit:
+        raise invalid(f"prompt: {len(ids) + extra} tokens; at most {limit} are allowed",
+                      "messages" if kind == "chat" else "prompt", code="prompt_too_long")
     cap = settings.max_tokens_cap or context
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    default = 16 if kind == "completion" else max(1, min(settings.default_max_tokens, context - len(ids)))
+    size = len(ids) + extra
+    default = 16 if kind == "completion" else max(1, min(settings.default_max_tokens, context - size))
     max_tokens = _integer(body, name, 1, cap, default)
     assert max_tokens is not None
-    if len(ids) + max_tokens > context:
-        raise invalid(f"This model's maximum context length is {context} tokens; the prompt has {len(ids)} "
-                      f"tokens and {name} is {max_tokens} ({len(ids) + max_tokens} in all)", name,
+    if size + max_tokens > context:
+        raise invalid(f"This model's maximum context length is {context} tokens; the prompt has {size} "
+                      f"tokens and {name} is {max_tokens} ({size + max_tokens} in all)", name,
                       code="context_length_exceeded")
     stream = _bool(body, "stream")
     options = body.get("stream_options")
@@ -233,7 +255,7 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
     )
     n = _integer(body, "n", 1, settings.max_n, 1)
     assert n is not None
-    return ParsedRequest(kind, ids, params, n, stream, include_usage, stop_ids)
+    return ParsedRequest(kind, ids, params, n, stream, include_usage, stop_ids, media or None, extra)
 
 
 def parse_classify(body: Any, settings: ServeSettings) -> list[str]:

@@ -38,6 +38,7 @@ class ServeSettings:
     max_stop_chars: int = 64  # characters per stop string
     max_messages: int = 256  # chat messages per request
     max_inputs: int = 64  # texts per /v1/classify request
+    max_media_items: int = 4  # images + audio clips per chat request
     rate_limit_rpm: float | None = None  # requests per minute per API key; None = no limit
     shutdown_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     ping_interval_s: float = 10.0  # SSE comment pings while nothing else is sent

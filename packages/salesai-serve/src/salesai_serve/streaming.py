@@ -55,7 +55,8 @@ class Job:
                 self.loop.call_soon_threadsafe(self.queue.put_nowait, (i, event))
 
             self.seqs.append(self.engine.submit(p.prompt_ids, p.params, sink, index=i,
-                                                stop_token_ids=p.stop_token_ids))
+                                                stop_token_ids=p.stop_token_ids, media=p.media,
+                                                media_positions=p.media_positions))
 
     def cancel(self) -> None:
         for seq in self.seqs:

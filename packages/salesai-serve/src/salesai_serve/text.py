@@ -44,14 +44,25 @@ def _plain(tokenizer: Any, text: str) -> list[int]:
     return ids
 
 
-def chat_prompt_ids(tokenizer: Any, messages: Sequence[tuple[str, str]], add_bos: bool = True) -> list[int]:
-    """Token ids of `messages` ((role, content) pairs) in the chat template, ready for the reply."""
+def _content_ids(tokenizer: Any, content: str | Sequence[str | int]) -> list[int]:
+    if isinstance(content, str):
+        return _plain(tokenizer, content)
+    ids: list[int] = []
+    for piece in content:  # text pieces and raw token ids (media placeholders)
+        ids += [piece] if isinstance(piece, int) else _plain(tokenizer, piece)
+    return ids
+
+
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[tuple[str, str | Sequence[str | int]]],
+                    add_bos: bool = True) -> list[int]:
+    """Token ids of `messages` ((role, content) pairs) in the chat template, ready for the reply.
+    A content may be a list of text pieces and token ids (media placeholders, inserted as they are)."""
     ids = [tokenizer.bos_id] if add_bos else []
     newline = tokenizer.encode("\n")
     end = [tokenizer.token_to_id(END_SYMBOL)]
     for role, content in messages:
         role_id = tokenizer.token_to_id(ROLE_SYMBOLS[role])
-        ids += [role_id, *newline, *_plain(tokenizer, content), *end, *newline]
+        ids += [role_id, *newline, *_content_ids(tokenizer, content), *end, *newline]
     return [*ids, tokenizer.token_to_id(ROLE_SYMBOLS["assistant"]), *newline]
 
 

@@ -14,9 +14,12 @@ never changes a row's maths. When the axis reaches the context length, rows are 
 (their real positions moved right-aligned). A lone row with no padding computes exactly
 what `SalesAIModel.generate` / `OrtGenerator` compute, so greedy output is identical.
 
-Extension point: multimodal prompts will pass injected embeddings to `add` (the ONNX graph
-already takes `inputs_embeds`/`embeds_mask`; the PyTorch path needs `inputs_embeds` in
-`SalesAIModel.step`).
+Multimodal prompts: a backend whose `modalities` name more than text implements
+`prepare_media(modality, raw_bytes) -> (item, positions)` (decode + preprocess; raises on
+unreadable bytes, which the HTTP layer answers with a 400) and `add(ids, media={modality:
+[items]})`, where each placeholder id of `ids` (`<image>`, `<audio>`) is replaced by its item's
+`positions` embeddings, as `SalesAIModel.generate(ids, media=...)` does. The PyTorch backend
+implements it; the ONNX Runtime one serves text only (its graph takes `inputs_embeds`, not wired yet).
 """
 
 from __future__ import annotations
@@ -64,8 +67,12 @@ class Backend(ABC):
         """Rows in the running batch."""
 
     @abstractmethod
-    def add(self, ids: Sequence[int]) -> Any:
-        """Prefill `ids` as a new last row; return its next-token logits (V,)."""
+    def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
+        """Prefill `ids` (with `media` for its placeholders) as a new last row; return its logits (V,)."""
+
+    def prepare_media(self, modality: str, data: bytes) -> tuple[Any, int]:
+        """Decode one media item for `add`: (item, prompt positions it fills); see the module docstring."""
+        raise ValueError(f"{modality} input is not supported by the {self.name} backend")
 
     @abstractmethod
     def decode(self, tokens: Sequence[int]) -> Any:

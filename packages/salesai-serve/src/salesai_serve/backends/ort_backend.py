@@ -77,7 +77,9 @@ class OrtBackend(Backend):
     def rows(self) -> int:
         return int(self.mask.shape[0])
 
-    def add(self, ids: Sequence[int]) -> Any:
+    def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
+        if media:
+            raise ValueError("the onnxruntime backend serves text only")
         from salesai.ort_runtime import positions
 
         dec = self.decoder

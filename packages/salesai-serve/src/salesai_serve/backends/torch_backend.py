@@ -168,6 +168,7 @@ class TorchBackend(Backend):
         self.vocab_size = int(cfg.vocab_size)
         self.eos_id = int(cfg.eos_token_id)
         self.add_bos = add_bos
+        self.modalities = ("text", *(getattr(cfg, "encoders", None) or {}))
         param = next(model.parameters())
         with torch.inference_mode():  # every cache tensor is an inference tensor, updated in place
             self.cache = SlotKVCache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, self.max_seq_len,
@@ -193,12 +194,22 @@ class TorchBackend(Backend):
     def rows(self) -> int:
         return self.cache.n
 
-    def add(self, ids: Sequence[int]) -> Any:
+    def prepare_media(self, modality: str, data: bytes) -> tuple[Any, int]:
+        encoder = self.model.encoders[modality]
+        return encoder.preprocess(data), int(encoder.num_tokens())
+
+    def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
         c = self.cache
-        p = len(ids)
+        device = c.valid.device
         with torch.inference_mode():
+            tokens = torch.tensor([list(ids)], device=device)  # (1, P)
+            embeds = None
+            if media:  # placeholders expand to their items' embeddings, as in generate(media=...)
+                sp = self.model.splice_media(tokens, media)
+                tokens, embeds = sp.input_ids, sp.inputs_embeds  # (1, P'), (1, P', D)
+            p = int(tokens.shape[1])
             alone = StaticKVCache.for_model(self.model, 1, p)
-            logits = self.model.step(torch.tensor([list(ids)], device=c.valid.device), alone)  # (1, V)
+            logits = self.model.step(tokens, alone, None, None, embeds)  # (1, V)
             if max(c.length, p) + 1 > c.limit:
                 c.compact()
             if p > c.length:

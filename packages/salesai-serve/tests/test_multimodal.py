@@ -1,0 +1,151 @@
+"""Image content parts (MM cases) over a tiny-vision checkpoint, PyTorch backend.
+
+Needs an image encoder registered as `vit` (the salesai-vision plugin; the nox session installs
+it); skipped otherwise. The serve plugin itself never imports it: the core builds the encoder
+from the registry.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CONTEXT = 128
+
+
+def _have_vit() -> bool:
+    from salesai.errors import PluginError
+    from salesai.plugins import registry
+
+    try:
+        registry("encoders").get("vit")
+    except PluginError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _have_vit(), reason="no `vit` image encoder plugin (salesai-vision)")
+
+
+def _png(color: tuple[int, int, int], size: int = 64) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _data_uri(raw: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+@pytest.fixture(scope="module")
+def vision_model(tokenizer: Any) -> Any:
+    import torch
+
+    from salesai import ModelConfig, SalesAIModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_name("tiny-vision", vocab_size=len(tokenizer), init_std=0.2, max_seq_len=CONTEXT)
+    return SalesAIModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def vision_client(vision_model: Any, tokenizer: Any,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from salesai.model import save_checkpoint
+    from salesai_serve.app import create_app
+    from salesai_serve.backends import load_backend
+    from salesai_serve.settings import ServeSettings
+
+    path = Path(save_checkpoint(tmp_path_factory.mktemp("vis") / "vis", vision_model, tokenizer))
+    backend = load_backend("pytorch", path, threads=1)
+    assert backend.modalities == ("text", "image")
+    settings = ServeSettings(model_id="vis", max_media_items=2)
+    app = create_app(settings, lambda: backend, load_in_background=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _chat(client: Any, parts: list[dict[str, Any]], **extra: Any) -> Any:
+    body = {"model": "vis", "messages": [{"role": "user", "content": parts}], "max_tokens": 6,
+            "temperature": 0, **extra}
+    return client.post("/v1/chat/completions", json=body)
+
+
+def _image(url: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url, **extra}}
+
+
+def test_MM_greedy_image_answer_equals_generate(vision_client: Any, vision_model: Any,
+                                                 tokenizer: Any) -> None:
+    import torch
+
+    from salesai_serve.text import chat_prompt_ids
+
+    raw = _png((200, 30, 30))
+    ids = chat_prompt_ids(tokenizer, [("user", [tokenizer.token_to_id("<image>"), " What colour?"])])
+    with torch.inference_mode():
+        out = vision_model.generate(torch.tensor([ids]), images=[raw], max_new_tokens=6, temperature=0.0,
+                                    stop_token_ids=[])
+    expected = tokenizer.decode(out[0, len(ids):].tolist())
+    question = {"type": "text", "text": " What colour?"}
+    r = _chat(vision_client, [_image(_data_uri(raw), detail="high"), question], ignore_eos=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == expected
+    assert body["usage"]["completion_tokens"] == 6
+    other = _chat(vision_client, [_image(_data_uri(_png((20, 20, 220)))), question], ignore_eos=True)
+    assert other.status_code == 200  # a different image goes through the encoder: another answer
+    assert other.json()["choices"][0]["message"]["content"] != expected
+    card = vision_client.get("/v1/models").json()["data"][0]
+    assert card["modalities"] == ["text", "image"]
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("data:image/png;base64,!!!notbase64", "not valid base64"),                       # MM-01
+    (_data_uri(_png((1, 2, 3))[:60]), "could not read the image"),                  # MM-02 truncated
+    (_data_uri(b"RIFF\x24\x00\x00\x00WAVEfmt "), "could not read the image"),       # MM-03 a WAV
+    (_data_uri(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"), "MIME type"),  # MM-03
+    ("data:image/png;base64,", "non-empty base64"),                                  # MM-03 empty
+    ("http://169.254.169.254/latest/meta-data", "remote URLs are not fetched"),      # MM-06
+    ("file:///etc/passwd", "remote URLs are not fetched"),                           # MM-06
+])
+def test_MM_01_02_03_06_bad_images_are_400(vision_client: Any, url: str, fragment: str) -> None:
+    r = _chat(vision_client, [_image(url), {"type": "text", "text": "hi"}])
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert fragment in error["message"] and error["type"] == "invalid_request_error"
+    assert error["param"].startswith("messages[0].content[0]")
+
+
+def test_MM_05_too_many_images_and_MM_09_audio_to_an_image_model(vision_client: Any) -> None:
+    uri = _data_uri(_png((9, 9, 9)))
+    r = _chat(vision_client, [_image(uri)] * 3)
+    assert r.status_code == 400 and "more than 2 media items" in r.json()["error"]["message"]
+    clip = {"data": base64.b64encode(b"RIFF").decode(), "format": "wav"}
+    audio = {"type": "input_audio", "input_audio": clip}
+    r = _chat(vision_client, [audio])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "modality_not_supported"
+    assert "modalities: text, image" in r.json()["error"]["message"]
+
+
+def test_MM_09_image_to_a_text_model_is_400(make_client: Any) -> None:
+    client = make_client()
+    body = {"model": "tiny", "max_tokens": 2,
+            "messages": [{"role": "user", "content": [_image(_data_uri(_png((1, 1, 1))))]}]}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "modality_not_supported"
+
+
+def test_image_text_is_not_a_placeholder(vision_client: Any) -> None:
+    # "<image>" typed as text stays text (no image to splice): an ordinary answer, not a 500
+    r = _chat(vision_client, [{"type": "text", "text": "<image> hi"}])
+    assert r.status_code == 200, r.text
