@@ -65,8 +65,8 @@ def tests(session: nox.Session, package: str) -> None:
         session.install(f"{_path('core')}[hf,test]")
     else:
         extras = "test,hf,data" if package == "vision" else "test"  # vision: ViTModel parity, digits data
-        # serve: its image-part tests build a tiny-vision model (the `vit` encoder from salesai-vision)
-        peers = [_path("vision")] if package == "serve" else []
+        # serve: its media-part tests build tiny-vision / tiny-audio models (salesai-vision / -audio encoders)
+        peers = [_path("vision"), _path("audio")] if package == "serve" else []
         session.install(f"{_path('core')}[test]", f"{_path(package)}[{extras}]", *peers)
     _pytest(session, f"packages/{PACKAGES[package]}/tests")
 

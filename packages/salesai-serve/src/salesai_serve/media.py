@@ -17,7 +17,7 @@ from typing import Any
 from salesai_serve.errors import invalid
 
 PART_MODALITY = {"image_url": "image", "input_audio": "audio"}
-AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
+AUDIO_FORMATS = ("wav", "flac", "ogg")  # what the audio encoders read (no mp3)
 
 
 def _b64(data: Any, where: str) -> bytes:
