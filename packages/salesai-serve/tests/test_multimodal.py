@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,16 @@ def _png(color: tuple[int, int, int], size: int = 64) -> bytes:
 
 def _data_uri(raw: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def _bomb_png() -> bytes:
+    """74 bytes claiming 30000 x 30000 pixels (MM-04): refused from the header, never decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +127,7 @@ def test_MM_greedy_image_answer_equals_generate(vision_client: Any, vision_model
     (_data_uri(b"RIFF\x24\x00\x00\x00WAVEfmt "), "could not read the image"),       # MM-03 a WAV
     (_data_uri(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"), "MIME type"),  # MM-03
     ("data:image/png;base64,", "non-empty base64"),                                  # MM-03 empty
+    (_data_uri(_bomb_png()), "decompression bomb"),                                  # MM-04
     ("http://169.254.169.254/latest/meta-data", "remote URLs are not fetched"),      # MM-06
     ("file:///etc/passwd", "remote URLs are not fetched"),                           # MM-06
 ])
