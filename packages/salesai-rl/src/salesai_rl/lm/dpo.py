@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,10 @@ def pair_batch(tokenizer: Any, records: list[dict[str, Any]], max_length: int) -
     return pad_pairs(prompts, completions, tokenizer.pad_id)
 
 
-class DPOTrainer:
+class DPOTrainer(runs.CheckpointedRun):
     """DPO on a SalesAIModel with preference records; `train()` runs, `step()` does one step."""
+
+    kind = "dpo"
 
     def __init__(
         self,
@@ -185,26 +187,6 @@ class DPOTrainer:
             rc, rr = sequence_logprobs(ref, batch).chunk(2)
         margins = self.config.beta * ((pc - rc) - (pr - rr))
         return {"accuracy": float((margins > 0).float().mean()), "margin": float(margins.mean())}
-
-    def resume(self) -> int:
-        from salesai import SalesAIModel
-
-        assert self.out_dir is not None
-        ckpt = runs.latest(self.out_dir)
-        if ckpt is None:
-            raise SalesAIError(f"{self.out_dir}: --resume found no checkpoint to continue from")
-        state = runs.load_state(ckpt)
-        self.model.load_state_dict(SalesAIModel.from_pretrained(ckpt).state_dict())
-        runs.restore_optimizer(self.optimizer, ckpt, state)
-        self.step_count = int(state["step"])
-        self.log(f"resumed from {ckpt} (step {self.step_count})")
-        return self.step_count
-
-    def save(self) -> Path:
-        assert self.out_dir is not None
-        state = {"kind": "dpo", "config": asdict(self.config), **self.run_info}
-        return runs.save_checkpoint(self.out_dir, self.step_count, self.model, self.tokenizer, self.optimizer,
-                                    state, self.config.keep_last)
 
     def train(self, resume: bool = False) -> dict[str, Any]:
         cfg = self.config

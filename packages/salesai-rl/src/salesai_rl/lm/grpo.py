@@ -28,7 +28,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,10 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-class GRPOTrainer:
+class GRPOTrainer(runs.CheckpointedRun):
     """GRPO on a SalesAIModel with a prompt set and rewards; `train()` runs, `step()` does one step."""
+
+    kind = "grpo"
 
     def __init__(
         self,
@@ -263,27 +265,6 @@ class GRPOTrainer:
         assert self.eval_records is not None
         return evaluate_rewards(self.model, self.tokenizer, self.eval_records, self.rewards,
                                 max_new_tokens=self.config.max_new_tokens, source="eval prompts")
-
-    def resume(self) -> int:
-        """Load weights, optimizer and step from OUT's latest checkpoint; returns the step."""
-        from salesai import SalesAIModel
-
-        assert self.out_dir is not None
-        ckpt = runs.latest(self.out_dir)
-        if ckpt is None:
-            raise SalesAIError(f"{self.out_dir}: --resume found no checkpoint to continue from")
-        state = runs.load_state(ckpt)
-        self.model.load_state_dict(SalesAIModel.from_pretrained(ckpt).state_dict())
-        runs.restore_optimizer(self.optimizer, ckpt, state)
-        self.step_count = int(state["step"])
-        self.log(f"resumed from {ckpt} (step {self.step_count})")
-        return self.step_count
-
-    def save(self) -> Path:
-        assert self.out_dir is not None
-        state = {"kind": "grpo", "config": asdict(self.config), **self.run_info}
-        return runs.save_checkpoint(self.out_dir, self.step_count, self.model, self.tokenizer, self.optimizer,
-                                    state, self.config.keep_last)
 
     def train(self, resume: bool = False) -> dict[str, Any]:
         """Run until `config.steps`; checkpoints, metrics and evaluation as configured. Returns a summary."""

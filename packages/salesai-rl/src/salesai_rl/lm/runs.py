@@ -144,3 +144,43 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
 
 
 __all__ = ["Metrics", "check_out_dir", "latest", "load_state", "restore_optimizer", "save_checkpoint"]
+
+
+class CheckpointedRun:
+    """`resume()` and `save()` for a trainer that keeps a run directory (GRPO, DPO): the trainer sets
+    `kind`, `model`, `tokenizer`, `optimizer`, `config` (with `keep_last`), `out_dir`, `step_count`,
+    `run_info` and `log`."""
+
+    kind: str
+    model: Any
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    config: Any
+    out_dir: Path | None
+    step_count: int
+    run_info: dict[str, Any]
+    log: Any
+
+    def resume(self) -> int:
+        """Load weights, optimizer and step from OUT's latest checkpoint; returns the step."""
+        from salesai import SalesAIModel
+
+        assert self.out_dir is not None
+        ckpt = latest(self.out_dir)
+        if ckpt is None:
+            raise SalesAIError(f"{self.out_dir}: --resume found no checkpoint to continue from")
+        state = load_state(ckpt)
+        self.model.load_state_dict(SalesAIModel.from_pretrained(ckpt).state_dict())
+        restore_optimizer(self.optimizer, ckpt, state)
+        self.step_count = int(state["step"])
+        self.log(f"resumed from {ckpt} (step {self.step_count})")
+        return self.step_count
+
+    def save(self) -> Path:
+        """A checkpoint of the current step in OUT (atomic; keeps the newest `config.keep_last`)."""
+        from dataclasses import asdict
+
+        assert self.out_dir is not None
+        state = {"kind": self.kind, "config": asdict(self.config), **self.run_info}
+        return save_checkpoint(self.out_dir, self.step_count, self.model, self.tokenizer, self.optimizer,
+                               state, self.config.keep_last)
