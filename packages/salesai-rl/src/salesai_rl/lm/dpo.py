@@ -190,11 +190,7 @@ class DPOTrainer(runs.CheckpointedRun):
 
     def train(self, resume: bool = False) -> dict[str, Any]:
         cfg = self.config
-        if self.out_dir is not None:
-            runs.check_out_dir(self.out_dir, resume)
-            if resume:
-                self.resume()
-            self.metrics = runs.Metrics(self.out_dir / "metrics.jsonl", self.step_count if resume else None)
+        self.open_run(resume)
         summary: dict[str, Any] = {"kind": "dpo", "start_step": self.step_count}
         bar = _Progress(self.progress, self.step_count, cfg.steps)
         last: dict[str, Any] = {}

@@ -269,11 +269,7 @@ class GRPOTrainer(runs.CheckpointedRun):
     def train(self, resume: bool = False) -> dict[str, Any]:
         """Run until `config.steps`; checkpoints, metrics and evaluation as configured. Returns a summary."""
         cfg = self.config
-        if self.out_dir is not None:
-            runs.check_out_dir(self.out_dir, resume)
-            if resume:
-                self.resume()
-            self.metrics = runs.Metrics(self.out_dir / "metrics.jsonl", self.step_count if resume else None)
+        self.open_run(resume)
         summary: dict[str, Any] = {"kind": "grpo", "start_step": self.step_count}
         if self.eval_records:
             summary["eval_start"] = ev = self.evaluate()

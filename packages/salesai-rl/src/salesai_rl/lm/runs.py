@@ -160,6 +160,16 @@ class CheckpointedRun:
     step_count: int
     run_info: dict[str, Any]
     log: Any
+    metrics: Metrics | None
+
+    def open_run(self, resume: bool) -> None:
+        """Check OUT (refused when it holds a run and `resume` is off), resume from it, open metrics.jsonl."""
+        if self.out_dir is None:
+            return
+        check_out_dir(self.out_dir, resume)
+        if resume:
+            self.resume()
+        self.metrics = Metrics(self.out_dir / "metrics.jsonl", self.step_count if resume else None)
 
     def resume(self) -> int:
         """Load weights, optimizer and step from OUT's latest checkpoint; returns the step."""
