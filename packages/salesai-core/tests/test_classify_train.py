@@ -173,6 +173,12 @@ def test_cli_resume_continues_a_classifier_run(tmp_path: Path, lm_checkpoint: Pa
     assert resumed.exit_code == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == 8 and "resumed from" in resumed.stderr
     assert (tmp_path / "run" / "latest").read_text().strip() == "step-000008"
+    plain = run_cli([*base[:-1], "--max-steps", "9", "--resume"])  # the readable summary, without --json
+    assert plain.exit_code == 0, plain.stderr
+    lines = plain.stdout.strip().splitlines()
+    assert lines[0].startswith("trained 9 steps (") and lines[0].endswith(f"labels: {', '.join(LABELS)}")
+    assert lines[-2:] == [f"checkpoint: {tmp_path / 'run' / 'step-000009'}",
+                          f"metrics: {tmp_path / 'run' / 'metrics.jsonl'}"]
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, lm_checkpoint: Path) -> None:

@@ -101,3 +101,19 @@ def test_info_refuses_a_truncated_weights_file(run_dir: Path, tmp_path: Path) ->
     assert r.exit_code == 2 and r.stdout == ""
     assert f"{weights}: not a readable safetensors file (truncated: " in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_prints_a_readable_summary_without_json(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"def g{i}(x):\n    return x * {i}\n\n" for i in range(300)))
+    config = tmp_path / "c.yaml"
+    config.write_text("preset: tiny\ntraining:\n  batch_size: 2\n  seq_len: 32\n  eval_every: 0\n"
+                      "  eval_steps: 1\n  save_every: 0\n  precision: fp32\n")
+    r = run_cli(["train", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--max-steps", "2", "--vocab-size", "300", "--threads", "1"])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("trained 2 steps (") and "tokens/s, fp32)" in lines[0]
+    assert lines[1].startswith("validation loss ") and ", perplexity " in lines[1]
+    assert lines[2] == f"checkpoint: {tmp_path / 'run' / 'step-000002'}"
+    assert lines[3] == f"metrics: {tmp_path / 'run' / 'metrics.jsonl'}"

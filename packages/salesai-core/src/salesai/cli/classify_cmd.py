@@ -135,19 +135,15 @@ def train_task(task: str, run: Any, data: list[str], val: list[str] | None, resu
                                label_column=label_column, init=init, resume=resume, tokenizer_path=tokenizer,
                                vocab_size=vocab_size, class_weights=class_weights,
                                log=lambda msg: print(msg, file=sys.stderr))
-    if summary is None:  # not rank 0
-        return
-    if json_output:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    ev = summary.get("eval") or {}
-    lines = [f"trained {summary['steps']} steps ({summary['texts']:,} texts, {summary['texts_per_s']:,.1f} "
-             f"texts/s, {summary['precision']}); labels: {', '.join(summary['labels'])}"]
-    if "val_accuracy" in ev:
-        lines.append(f"validation loss {ev['val_loss']:.4f}, accuracy {ev['val_accuracy']:.4f}, "
-                     f"macro-F1 {ev['val_macro_f1']:.4f}")
-    lines += [f"checkpoint: {summary['checkpoint']}", f"metrics: {summary['metrics']}"]
-    typer.echo("\n".join(lines))
+    from salesai.cli.train_cmd import print_train_summary
+
+    ev = (summary or {}).get("eval") or {}
+    print_train_summary(summary, json_output, [
+        f"trained {summary['steps']} steps ({summary['texts']:,} texts, {summary['texts_per_s']:,.1f} "
+        f"texts/s, {summary['precision']}); labels: {', '.join(summary['labels'])}" if summary else "",
+        f"validation loss {ev['val_loss']:.4f}, accuracy {ev['val_accuracy']:.4f}, "
+        f"macro-F1 {ev['val_macro_f1']:.4f}" if "val_accuracy" in ev else "",
+    ])
 
 
 def is_classifier_checkpoint(path: Path) -> bool:

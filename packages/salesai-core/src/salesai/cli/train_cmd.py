@@ -84,16 +84,24 @@ def train(
                                vocab_size=vocab_size, log=_notice, init=init, lora=lora,
                                freeze=[p for p, on in (("encoder", freeze_encoder),
                                                        ("decoder", freeze_decoder)) if on])
+    ev = (summary or {}).get("eval") or {}
+    print_train_summary(summary, json_output, [
+        f"trained {summary['steps']} steps ({summary['tokens']:,} tokens, "
+        f"{summary['tokens_per_s']:,.0f} tokens/s, {summary['precision']})" if summary else "",
+        f"validation loss {ev['val_loss']:.4f}, perplexity {ev['val_perplexity']:.2f}"
+        if "val_loss" in ev else "",
+    ])
+
+
+def print_train_summary(summary: dict[str, Any] | None, json_output: bool, lines: list[str]) -> None:
+    """What `salesai train` prints at the end (rank 0 only): the JSON summary, or `lines` (empty ones
+    skipped) followed by where the checkpoint and the metrics are."""
     if summary is None:  # not rank 0
         return
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
-    ev = summary.get("eval") or {}
-    lines = [f"trained {summary['steps']} steps ({summary['tokens']:,} tokens, "
-             f"{summary['tokens_per_s']:,.0f} tokens/s, {summary['precision']})"]
-    if "val_loss" in ev:
-        lines.append(f"validation loss {ev['val_loss']:.4f}, perplexity {ev['val_perplexity']:.2f}")
+    lines = [x for x in lines if x]
     lines += [f"checkpoint: {summary['checkpoint']}", f"metrics: {summary['metrics']}"]
     typer.echo("\n".join(lines))
 
