@@ -23,6 +23,15 @@ _LAZY: dict[str, str] = {
     "lr_at": "salesai.train.trainer",
     "train_from_files": "salesai.train.run",
     "evaluate_checkpoint": "salesai.train.run",
+    # checkpoint directories, for plugins that keep their own runs (salesai-rl's GRPO/DPO)
+    "STATE_DIR": "salesai.train.state",
+    "begin_checkpoint": "salesai.train.state",
+    "commit_checkpoint": "salesai.train.state",
+    "latest_checkpoint": "salesai.train.state",
+    "read_state_json": "salesai.train.state",
+    "save_optimizer": "salesai.train.state",
+    "load_optimizer": "salesai.train.state",
+    "step_dir_name": "salesai.train.state",
 }
 
 __all__ = list(_LAZY)

@@ -94,6 +94,19 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, 
     return {"state": state, "param_groups": groups}
 
 
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
+    """Write the optimizer's state tensors to `path` (safetensors); returns the JSON metadata that
+    `load_optimizer` needs (store it in the checkpoint's state.json)."""
+    tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+    save_tensors(path, tensors)
+    return meta
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta: dict[str, Any]) -> None:
+    """Restore what `save_optimizer` wrote (`meta` is the dictionary it returned)."""
+    optimizer.load_state_dict(unflatten_optimizer_state(load_tensors(path), meta))
+
+
 # --------------------------------------------------------------------------------- RNG state
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Torch generator states as tensors; Python and NumPy states as JSON-able data."""

@@ -448,8 +448,7 @@ class Trainer:
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
             S.crash_test_hook(self.step, tmp)
-            tensors, opt_meta = S.flatten_optimizer_state(self.optimizer.state_dict())
-            S.save_tensors(tmp / S.STATE_DIR / "optimizer.safetensors", tensors)
+            opt_meta = S.save_optimizer(self.optimizer, tmp / S.STATE_DIR / "optimizer.safetensors")
             S.write_json(tmp / S.STATE_DIR / "state.json", {
                 "format": 1,
                 "step": self.step,
@@ -480,9 +479,7 @@ class Trainer:
             except RuntimeError as exc:
                 first = str(exc).splitlines()[0]
                 raise SalesAIError(f"{ckpt}/model.safetensors does not match the model: {first}") from None
-        opt = S.unflatten_optimizer_state(S.load_tensors(ckpt / S.STATE_DIR / "optimizer.safetensors"),
-                                          state["optimizer"])
-        self.optimizer.load_state_dict(opt)
+        S.load_optimizer(self.optimizer, ckpt / S.STATE_DIR / "optimizer.safetensors", state["optimizer"])
         self.step = int(state["step"])
         data = state.get("data", {})
         if data.get("num_samples") not in (None, len(self.train_data)):

@@ -8,52 +8,29 @@ latest checkpoint as it is):
     OUT/latest                                                         <- name of the newest
     OUT/metrics.jsonl                                                  <- one JSON object per step
 
-Each checkpoint is built in a temporary sibling and renamed into place, then `latest` is
-replaced atomically: a crash (or a reward that raises) leaves the last checkpoint intact.
-Nothing is unpickled: optimizer tensors are safetensors, the rest JSON.
+Checkpoint directories, `latest` and the optimizer's safetensors come from the core
+(`salesai.train`: the same code `salesai train` uses): each checkpoint is built in a temporary
+sibling, fsynced and renamed into place, then `latest` is replaced atomically, so a crash (or a
+reward that raises) leaves the last checkpoint intact. Nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from salesai.atomic import atomic_dir, write_text_atomic
+from salesai import train as core
+from salesai.atomic import write_text_atomic
 from salesai.errors import SalesAIError
 
-STATE_DIR = "trainer_state"
 LATEST = "latest"
 
 
 def step_name(step: int) -> str:
-    return f"step-{step:06d}"
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, state in sd["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    for idx, values in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
+    return str(core.step_dir_name(step))
 
 
 def save_checkpoint(
@@ -65,49 +42,32 @@ def save_checkpoint(
     state: dict[str, Any],
     keep_last: int = 2,
 ) -> Path:
-    """Write OUT/step-XXXXXX atomically (model, tokenizer, trainer state), point `latest` at it, prune."""
-    from safetensors.torch import save_file
-
-    target = out_dir / step_name(step)
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        ts = tmp / STATE_DIR
-        ts.mkdir()
-        tensors, meta = _flatten_optimizer(optimizer)
-        save_file(tensors, str(ts / "optimizer.safetensors"))
-        (ts / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
-    write_text_atomic(out_dir / LATEST, target.name + "\n")
-    if keep_last > 0:
-        steps = sorted(p for p in out_dir.glob("step-*") if p.is_dir() and p.name != target.name)
-        for old in steps[: max(0, len(steps) - (keep_last - 1))]:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
+    """Write OUT/step-XXXXXX atomically (model, tokenizer, trainer state), point `latest` at it, keep
+    the newest `keep_last` checkpoints (0 keeps all)."""
+    tmp: Path = core.begin_checkpoint(out_dir, step)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    meta = core.save_optimizer(optimizer, tmp / core.STATE_DIR / "optimizer.safetensors")
+    (tmp / core.STATE_DIR / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta},
+                                                                indent=1))
+    final: Path = core.commit_checkpoint(tmp, out_dir, step, keep_last if keep_last > 0 else 1 << 30)
+    return final
 
 
 def latest(out_dir: Path) -> Path | None:
-    """The checkpoint `latest` points to, or None for a run without one."""
-    pointer = out_dir / LATEST
-    if not pointer.is_file():
-        return None
-    ckpt = out_dir / pointer.read_text(encoding="utf-8").strip()
-    return ckpt if (ckpt / STATE_DIR / "state.json").is_file() else None
+    """The checkpoint `latest` points to, or None for a run without a resumable one."""
+    ckpt: Path | None = core.latest_checkpoint(out_dir)
+    return ckpt if ckpt is not None and (ckpt / core.STATE_DIR / "state.json").is_file() else None
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
     """The JSON trainer state of a checkpoint written by `save_checkpoint`."""
-    path = ckpt / STATE_DIR / "state.json"
-    if not path.is_file():
-        raise SalesAIError(f"{ckpt}: no {STATE_DIR}/state.json (not an LM RL checkpoint; cannot resume)")
-    state: dict[str, Any] = json.loads(path.read_text())
+    state: dict[str, Any] = core.read_state_json(ckpt)
     return state
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path, state: dict[str, Any]) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(ckpt / STATE_DIR / "optimizer.safetensors"))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+    core.load_optimizer(optimizer, ckpt / core.STATE_DIR / "optimizer.safetensors", state["optimizer"])
 
 
 def _step_of(line: str) -> float:
