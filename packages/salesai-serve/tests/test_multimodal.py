@@ -1,8 +1,8 @@
-"""Image content parts (MM cases) over a tiny-vision checkpoint, PyTorch backend.
+"""Image content parts (MM cases) over a tiny-vision checkpoint and its ONNX export (fp32, int8).
 
-Needs an image encoder registered as `vit` (the salesai-vision plugin; the nox session installs
-it); skipped otherwise. The serve plugin itself never imports it: the core builds the encoder
-from the registry.
+Every case runs on the three backends. Needs an image encoder registered as `vit` (the
+salesai-vision plugin; the nox session installs it); skipped otherwise. The serve plugin itself
+never imports it: the core builds the encoder (or its torch-free preprocessor) from the registry.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 CONTEXT = 128
+BACKENDS = ("pytorch", "onnxruntime", "onnxruntime-int8")
 
 
 def _have_vit() -> bool:
@@ -68,21 +69,32 @@ def vision_model(tokenizer: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def vision_client(vision_model: Any, tokenizer: Any,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def vision_paths(vision_model: Any, tokenizer: Any,
+                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The checkpoint and its ONNX export (fp32 + int8 graphs, image encoder included)."""
+    from salesai.export.onnx import export_onnx
+    from salesai.model import save_checkpoint
+
+    ckpt = Path(save_checkpoint(tmp_path_factory.mktemp("vis") / "vis", vision_model, tokenizer))
+    onnx = Path(export_onnx(vision_model, tokenizer, tmp_path_factory.mktemp("vis-onnx") / "vis",
+                            quantize="int8", threads=1))
+    return {"pytorch": ckpt, "onnxruntime": onnx, "onnxruntime-int8": onnx}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def vision_client(request: pytest.FixtureRequest, vision_paths: dict[str, Path]) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from salesai.model import save_checkpoint
     from salesai_serve.app import create_app
     from salesai_serve.backends import load_backend
     from salesai_serve.settings import ServeSettings
 
-    path = Path(save_checkpoint(tmp_path_factory.mktemp("vis") / "vis", vision_model, tokenizer))
-    backend = load_backend("pytorch", path, threads=1)
+    backend = load_backend(request.param, vision_paths[request.param], threads=1)
     assert backend.modalities == ("text", "image")
     settings = ServeSettings(model_id="vis", max_media_items=2)
     app = create_app(settings, lambda: backend, load_in_background=False)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.backend_name = request.param
         yield client
 
 
@@ -96,29 +108,62 @@ def _image(url: str, **extra: Any) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url, **extra}}
 
 
-def test_MM_greedy_image_answer_equals_generate(vision_client: Any, vision_model: Any,
-                                                 tokenizer: Any) -> None:
-    import torch
+def _expected(backend: str, model: Any, paths: dict[str, Path], ids: list[int], raw: bytes) -> list[int]:
+    """Greedy ids of `generate` (PyTorch) or `OrtGenerator.generate` (ONNX Runtime) for one image."""
+    if backend == "pytorch":
+        import torch
 
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([ids]), images=[raw], max_new_tokens=6, temperature=0.0,
+                                 stop_token_ids=[])
+        return [int(t) for t in out[0, len(ids):]]
+    from salesai.ort_runtime import OrtGenerator
+
+    gen = OrtGenerator.from_export(paths[backend], variant="int8" if backend.endswith("int8") else "fp32",
+                                   threads=1)
+    out = gen.generate([ids], media={"image": [raw]}, max_new_tokens=6, temperature=0.0, stop_token_ids=[])
+    return out[0]
+
+
+def test_MM_greedy_image_answer_equals_generate(vision_client: Any, vision_model: Any, tokenizer: Any,
+                                                 vision_paths: dict[str, Path]) -> None:
+    # PyTorch: == model.generate(images=...); ONNX Runtime: == OrtGenerator.generate(media=...),
+    # i.e. `salesai generate EXPORT --image pic.png` (fp32 and int8 graphs, torch-free path)
     from salesai_serve.text import chat_prompt_ids
 
     raw = _png((200, 30, 30))
     ids = chat_prompt_ids(tokenizer, [("user", [tokenizer.token_to_id("<image>"), " What colour?"])])
-    with torch.inference_mode():
-        out = vision_model.generate(torch.tensor([ids]), images=[raw], max_new_tokens=6, temperature=0.0,
-                                    stop_token_ids=[])
-    expected = tokenizer.decode(out[0, len(ids):].tolist())
+    expected_ids = _expected(vision_client.backend_name, vision_model, vision_paths, ids, raw)
+    expected = tokenizer.decode(expected_ids)
     question = {"type": "text", "text": " What colour?"}
     r = _chat(vision_client, [_image(_data_uri(raw), detail="high"), question], ignore_eos=True)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["choices"][0]["message"]["content"] == expected
     assert body["usage"]["completion_tokens"] == 6
+    positions = 16  # tiny-vision: 16 image embeddings replace the one <image> placeholder
+    assert body["usage"]["prompt_tokens"] == len(ids) - 1 + positions
+    if vision_client.backend_name == "onnxruntime":  # PAR-01 with an image: fp32 export == PyTorch
+        assert expected_ids == _expected("pytorch", vision_model, vision_paths, ids, raw)
     other = _chat(vision_client, [_image(_data_uri(_png((20, 20, 220)))), question], ignore_eos=True)
     assert other.status_code == 200  # a different image goes through the encoder: another answer
     assert other.json()["choices"][0]["message"]["content"] != expected
     card = vision_client.get("/v1/models").json()["data"][0]
-    assert card["modalities"] == ["text", "image"]
+    assert card["modalities"] == ["text", "image"] and card["backend"] == vision_client.backend_name
+
+
+def test_MM_image_requests_batch_with_text_requests(vision_client: Any, tokenizer: Any) -> None:
+    # an image request and text requests in one running batch: each answer as when served alone
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri = _data_uri(_png((90, 160, 40)))
+    parts = [[_image(uri), {"type": "text", "text": " Colour?"}], [{"type": "text", "text": "hello"}],
+             [{"type": "text", "text": "def add"}]]
+    alone = [_chat(vision_client, p, ignore_eos=True).json()["choices"][0]["message"]["content"]
+             for p in parts]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda p: _chat(vision_client, p, ignore_eos=True), parts))
+    assert [r.json()["choices"][0]["message"]["content"] for r in together] == alone
 
 
 @pytest.mark.parametrize("url, fragment", [
@@ -162,3 +207,33 @@ def test_image_text_is_not_a_placeholder(vision_client: Any) -> None:
     # "<image>" typed as text stays text (no image to splice): an ordinary answer, not a 500
     r = _chat(vision_client, [{"type": "text", "text": "<image> hi"}])
     assert r.status_code == 200, r.text
+
+
+def test_MM_onnx_image_path_never_imports_torch(vision_paths: dict[str, Path]) -> None:
+    """An image request on the onnxruntime-int8 backend: encoder graph + numpy preprocessing, no torch."""
+    import subprocess
+    import sys
+
+    code = f"""
+import base64, io, sys
+from PIL import Image
+from fastapi.testclient import TestClient
+from salesai_serve.app import create_app
+from salesai_serve.backends import load_backend
+from salesai_serve.settings import ServeSettings
+backend = load_backend("onnxruntime-int8", {str(vision_paths["onnxruntime"])!r}, threads=1)
+buf = io.BytesIO()
+Image.new("RGB", (40, 40), (10, 200, 10)).save(buf, format="PNG")
+uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+app = create_app(ServeSettings(model_id="vis"), lambda: backend, load_in_background=False)
+with TestClient(app) as client:
+    r = client.post("/v1/chat/completions", json={{"model": "vis", "max_tokens": 4, "temperature": 0,
+        "ignore_eos": True, "messages": [{{"role": "user", "content": [
+            {{"type": "image_url", "image_url": {{"url": uri}}}},
+            {{"type": "text", "text": " Colour?"}}]}}]}})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4, r.text
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""input_audio content parts (MM-08, MM-09) over a tiny-audio checkpoint, PyTorch backend.
+"""input_audio content parts (MM-08, MM-09) over a tiny-audio checkpoint (PyTorch backend) and its
+ONNX export (onnxruntime backend: encoder_audio.onnx + the plugin's numpy preprocessing).
 
 Needs an audio encoder registered as `audio` (the salesai-audio plugin; the nox session installs
 it); skipped otherwise. The serve plugin never imports it: the core builds it from the registry.
@@ -47,23 +48,38 @@ def _wav(seconds: float, hz: float = 440.0, rate: int = 16000) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def audio_setup(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+def audio_model(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Path]]:
+    """The tiny-audio model, its checkpoint and its fp32 ONNX export."""
     import torch
-    from fastapi.testclient import TestClient
 
     from salesai import ModelConfig, SalesAIModel
+    from salesai.export.onnx import export_onnx
     from salesai.model import save_checkpoint
-    from salesai_serve.app import create_app
-    from salesai_serve.backends import load_backend
-    from salesai_serve.settings import ServeSettings
 
     torch.manual_seed(0)
     cfg = ModelConfig.from_name("tiny-audio", vocab_size=len(tokenizer), init_std=0.2, max_seq_len=CONTEXT)
     model = SalesAIModel(cfg).eval()
-    path = Path(save_checkpoint(tmp_path_factory.mktemp("aud") / "aud", model, tokenizer))
-    backend = load_backend("pytorch", path, threads=1)
+    ckpt = Path(save_checkpoint(tmp_path_factory.mktemp("aud") / "aud", model, tokenizer))
+    onnx = Path(export_onnx(model, tokenizer, tmp_path_factory.mktemp("aud-onnx") / "aud", threads=1))
+    return model, {"pytorch": ckpt, "onnxruntime": onnx}
+
+
+@pytest.fixture(scope="module", params=("pytorch", "onnxruntime"))
+def audio_setup(request: pytest.FixtureRequest,
+                audio_model: tuple[Any, dict[str, Path]]) -> Iterator[tuple[Any, Any]]:
+    from fastapi.testclient import TestClient
+
+    from salesai_serve.app import create_app
+    from salesai_serve.backends import load_backend
+    from salesai_serve.settings import ServeSettings
+
+    model, paths = audio_model
+    backend = load_backend(request.param, paths[request.param], threads=1)
+    assert backend.modalities == ("text", "audio")
     app = create_app(ServeSettings(model_id="aud"), lambda: backend, load_in_background=False)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.backend_name = request.param
+        client.export = paths["onnxruntime"]
         yield client, model
 
 
@@ -89,9 +105,17 @@ def test_greedy_audio_answer_equals_generate(audio_setup: tuple[Any, Any], token
     with torch.inference_mode():
         out = model.generate(torch.tensor([ids]), audio=[raw], max_new_tokens=5, temperature=0.0,
                              stop_token_ids=[])
+    expected = out[0, len(ids):].tolist()
+    if client.backend_name == "onnxruntime":  # == OrtGenerator (`salesai generate EXPORT --audio`)
+        from salesai.ort_runtime import OrtGenerator
+
+        gen = OrtGenerator.from_export(client.export, threads=1)
+        ort_ids = gen.generate([ids], media={"audio": [raw]}, max_new_tokens=5, temperature=0.0,
+                               stop_token_ids=[])[0]
+        assert ort_ids == expected
     r = _chat(client, [_clip(raw), {"type": "text", "text": " Transcribe."}])
     assert r.status_code == 200, r.text
-    assert r.json()["choices"][0]["message"]["content"] == tokenizer.decode(out[0, len(ids):].tolist())
+    assert r.json()["choices"][0]["message"]["content"] == tokenizer.decode(expected)
     r = _chat(client, [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}])
     assert r.status_code == 400 and r.json()["error"]["code"] == "modality_not_supported"  # MM-09
 

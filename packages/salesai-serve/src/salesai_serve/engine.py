@@ -74,6 +74,7 @@ class SequenceState:
     text: TextStream | None = None
     pending: int | None = None  # the sampled token the next decode feeds
     media: dict[str, Any] | None = None  # preprocessed media items for the prompt's placeholders
+    media_positions: int = 0  # prompt positions the media adds beyond its placeholders (usage counts them)
 
 
 class Engine:
@@ -138,7 +139,7 @@ class Engine:
                                 f"exceeds the context length ({limit})", param="max_tokens")
         stops = set(stop_token_ids) | ({self.backend.eos_id} if not params.ignore_eos else set())
         seq = SequenceState(list(prompt_ids), params, sink, index, frozenset(stops), submitted=self.clock(),
-                            media=media or None)
+                            media=media or None, media_positions=media_positions if media else 0)
         with self._lock:
             self.waiting.append(seq)
         if self.metrics:
@@ -163,7 +164,7 @@ class Engine:
         seq.done = True
         self.release(1)
         if event is not None:
-            event.prompt_tokens = len(seq.prompt_ids)
+            event.prompt_tokens = len(seq.prompt_ids) + seq.media_positions
             event.completion_tokens = len(seq.generated)
             seq.sink(event)
             if self.metrics and event.kind == "finish":
@@ -210,7 +211,7 @@ class Engine:
             finally:
                 self.busy_since = None
             if self.metrics:
-                self.metrics.prompt_tokens(len(seq.prompt_ids))
+                self.metrics.prompt_tokens(len(seq.prompt_ids) + seq.media_positions)
             seq.text = TextStream(self.backend.tokenizer, seq.params.stop)
             self.running.append(seq)
             try:

@@ -67,7 +67,7 @@ class Job:
         return all(self.finished)
 
     def usage(self) -> dict[str, int]:
-        prompt = len(self.parsed.prompt_ids)
+        prompt = len(self.parsed.prompt_ids) + self.parsed.media_positions  # image/audio positions count
         completion = sum(self.completion_tokens)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

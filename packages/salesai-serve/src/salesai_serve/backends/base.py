@@ -18,8 +18,8 @@ Multimodal prompts: a backend whose `modalities` name more than text implements
 `prepare_media(modality, raw_bytes) -> (item, positions)` (decode + preprocess; raises on
 unreadable bytes, which the HTTP layer answers with a 400) and `add(ids, media={modality:
 [items]})`, where each placeholder id of `ids` (`<image>`, `<audio>`) is replaced by its item's
-`positions` embeddings, as `SalesAIModel.generate(ids, media=...)` does. The PyTorch backend
-implements it; the ONNX Runtime one serves text only (its graph takes `inputs_embeds`, not wired yet).
+`positions` embeddings, as `SalesAIModel.generate(ids, media=...)` does. Both backends implement
+it (ONNX Runtime through the export's `encoder_<m>.onnx` graphs and `inputs_embeds`, torch-free).
 """
 
 from __future__ import annotations

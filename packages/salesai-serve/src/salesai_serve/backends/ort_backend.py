@@ -6,10 +6,18 @@ row is prefilled alone (past length 0) and concatenated on the batch axis, left-
 shared length; leaving rows are dropped by indexing; the axis is compacted when it reaches
 the context length. Sampling uses `salesai.ort_runtime.sample_next` with a per-request numpy
 generator (greedy output equals PyTorch's; seeded sampling follows numpy's random stream).
+
+Multimodal exports (`encoder_<m>.onnx` per modality, loaded at start-up): `prepare_media` reads
+the bytes with the encoder plugin's torch-free `preprocess_numpy` (`OrtEncoder.preprocess`);
+the joining row's prefill runs the encoder on its items and feeds the embeddings through the
+decoder's `inputs_embeds` / `embeds_mask` at the expanded placeholders (the core's
+`expand_placeholders`), exactly as `OrtGenerator.generate(media=...)` does. A modality whose
+plugin is not installed is left out of `modalities` (a warning says which package to install).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +57,11 @@ class OrtSampler:
 class OrtBackend(Backend):
     """A salesai ONNX export run by ONNX Runtime; see the module docstring."""
 
-    def __init__(self, decoder: Any, tokenizer: Any, eos_id: int, pad_id: int, add_bos: bool) -> None:
+    def __init__(self, decoder: Any, tokenizer: Any, eos_id: int, pad_id: int, add_bos: bool,
+                 encoders: dict[str, Any] | None = None) -> None:
         self.decoder = decoder
+        self.encoders: dict[str, Any] = dict(encoders or {})  # modality -> OrtEncoder
+        self.modalities = ("text", *self.encoders)
         self.name = "onnxruntime" if decoder.variant == "fp32" else f"onnxruntime-{decoder.variant}"
         self.tokenizer = tokenizer
         self.max_seq_len = int(decoder.max_seq_len)
@@ -66,26 +77,61 @@ class OrtBackend(Backend):
     def load(cls, path: str | Path, variant: str = "fp32", threads: int | None = None) -> OrtBackend:
         """Load an export directory (`salesai export CKPT --format onnx [--quantize int8]`)."""
         from salesai.errors import SalesAIError
-        from salesai.ort_runtime import OrtGenerator
+        from salesai.ort_runtime import OrtGenerator, numpy_preprocessor
 
         gen = OrtGenerator.from_export(path, variant=variant, threads=threads or 0)
         if gen.tokenizer is None:
             raise SalesAIError(f"{path}: the export has no tokenizer.model; re-export with a tokenizer")
-        return cls(gen.decoder, gen.tokenizer, gen.eos_id, gen.pad_id, gen.add_bos)
+        encoders = {}
+        for modality in gen.decoder.manifest.get("encoders") or {}:
+            encoder = gen.encoder(modality)  # a missing or broken graph fails here, at start-up
+            try:
+                numpy_preprocessor(modality, encoder.entry)  # the encoder plugin's torch-free reader
+            except SalesAIError as exc:
+                logging.getLogger("salesai_serve").warning("%s input disabled: %s", modality, exc)
+                continue
+            encoders[modality] = encoder
+        return cls(gen.decoder, gen.tokenizer, gen.eos_id, gen.pad_id, gen.add_bos, encoders)
 
     @property
     def rows(self) -> int:
         return int(self.mask.shape[0])
 
+    def prepare_media(self, modality: str, data: bytes) -> tuple[Any, int]:
+        encoder = self.encoders.get(modality)
+        if encoder is None:
+            return super().prepare_media(modality, data)
+        return encoder.preprocess(data), int(encoder.entry["tokens_per_input"])
+
+    def _media_embeds(self, ids: Sequence[int], media: dict[str, Any]) -> tuple[list[int], Any, Any]:
+        """Placeholders expanded: (ids (P',), inputs_embeds (1, P', D), embeds_mask (1, P'))."""
+        from salesai.ort_runtime import expand_placeholders
+
+        embeddings: dict[int, np.ndarray] = {}
+        names: dict[int, str] = {}
+        for modality, items in media.items():
+            encoder = self.encoders[modality]
+            embeddings[encoder.placeholder_id] = encoder.encode(np.stack(items))  # (K, N, D)
+            names[encoder.placeholder_id] = modality
+        rows, fills = expand_placeholders([list(ids)], embeddings, names)
+        embeds = np.zeros((1, len(rows[0]), self.decoder.hidden_dim), np.float32)
+        embeds_mask = np.zeros((1, len(rows[0])), np.bool_)
+        for at, block in fills[0]:  # block (N, D)
+            embeds[0, at:at + block.shape[0]] = block
+            embeds_mask[0, at:at + block.shape[0]] = True
+        return rows[0], embeds, embeds_mask
+
     def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
-        if media:
-            raise ValueError("the onnxruntime backend serves text only")
         from salesai.ort_runtime import positions
 
         dec = self.decoder
+        embeds = embeds_mask = None
+        if media:
+            ids, embeds, embeds_mask = self._media_embeds(ids, media)
         row = np.asarray([list(ids)], np.int64)  # (1, P)
         mask = np.ones_like(row)
-        logits, present = dec.step(row, mask, positions(mask), dec.empty_past(1))  # (1, P, V)
+        # logits (1, P, V)
+        logits, present = dec.step(row, mask, positions(mask), dec.empty_past(1), embeds, embeds_mask)
         if max(self.mask.shape[1], row.shape[1]) + 1 > self.max_seq_len:
             self._compact()
         p, length = row.shape[1], self.mask.shape[1]
