@@ -17,7 +17,7 @@ from salesai_rl.envs import ChainEnv
 torch.set_num_threads(1)
 
 FAST = dict(hidden=32, learning_starts=50, batch_size=16, buffer_size=500, target_update=50,
-            total_steps=400, exploration_fraction=0.5, lr=5e-3, gamma=0.9)
+            total_steps=400, exploration_fraction=0.5, lr=5e-3, gamma=0.9, train_every=1)
 
 
 def test_double_q_target_by_hand() -> None:
@@ -105,6 +105,14 @@ def test_dqn_solves_a_chain(switches: dict) -> None:
     assert _greedy_return(agent, env) == 1.0
     q = agent.q_values(np.eye(6, dtype=np.float32)[0])
     assert q[1] > q[0]  # right is better than left at the start
+
+
+def test_default_update_rate_is_one_update_every_four_steps() -> None:
+    env = ChainEnv(n=4, max_steps=8)
+    agent = DQNAgent(env.observation_space, env.action_space, hidden=8, learning_starts=8, batch_size=4)
+    assert agent.config.train_every == 4 and agent.config.gradient_steps == 1
+    _train_chain(agent, env, 60)
+    assert agent.updates == len([s for s in range(1, 61) if s >= 8 and s % 4 == 0])  # 14
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:

@@ -89,14 +89,15 @@ class SumTree:
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf indices whose prefix-sum interval contains each value (vectorised descent)."""
-        values = np.asarray(values, dtype=np.float64).copy()
+        values = np.array(values, dtype=np.float64)  # a copy: it is consumed on the way down
         idx = np.ones(values.shape, dtype=np.int64)
-        while idx[0] < self.size:  # all indices sit at the same depth
-            left = 2 * idx
-            left_sum = self.nodes[left]
+        nodes = self.nodes
+        for _ in range(self.size.bit_length() - 1):  # all indices sit at the same depth
+            idx *= 2  # left children
+            left_sum = nodes[idx]
             go_right = values >= left_sum
-            values = np.where(go_right, values - left_sum, values)
-            idx = np.where(go_right, left + 1, left)
+            values -= left_sum * go_right
+            idx += go_right
         return np.minimum(idx - self.size, self.capacity - 1)
 
 

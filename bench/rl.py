@@ -9,8 +9,10 @@ Prints one JSON line per measurement (and a `summary` line per section). Section
 - `cartpole`: the protocol of issue 11: greedy evaluation of 20 episodes every 5,000 steps,
   "first" = first evaluation >= 475, "held" = >= 475 from then on, final evaluation; for
   salesai DQN all parts on, every part off, and SB3 DQN with rl-zoo hyperparameters.
-- `ablation`: {vanilla, +double, +dueling, +per, +nstep, all} x seeds on CartPole-v1 and
-  Acrobot-v1: median and IQR of the final evaluation and of the area under the eval curve.
+- `ablation`: {vanilla, +double, +dueling, +per, +nstep, all, all with train_every=1} x seeds
+  on CartPole-v1 (and Acrobot-v1 with `--ablation-envs`): median and IQR of the final
+  evaluation, of the mean over the eval curve and (CartPole) of "first"; then, per part, whether
+  switching it on makes a median worse than vanilla's by more than vanilla's IQR.
 - `novelty`: MountainCar-v0, untuned DQN, with and without the episodic bonus: step of the
   first episode that reaches the flag.
 - `text`: `InstructionEnv` (read the colour named in a varied instruction; chance 25%), dqn
@@ -18,9 +20,14 @@ Prints one JSON line per measurement (and a `summary` line per section). Section
 - `meta`: the sine protocol (Finn et al. 2017): MAML, FOMAML, Reptile and joint pretraining
   trained in the same run, MSE after 1 and 10 SGD steps on 600 held-out tasks.
 
-    python bench/rl_agents.py                           # sumtree, speed, text, meta (minutes)
-    python bench/rl_agents.py --sections cartpole --seeds 0,1,2,3,4
-    python bench/rl_agents.py --sections all            # hours on a laptop CPU
+    python bench/rl.py                           # sumtree, speed, text, meta (minutes)
+    python bench/rl.py --sections cartpole,ablation --seeds 0,1,2,3,4 --jobs 2
+    python bench/rl.py --sections ablation --reuse earlier.jsonl   # skip runs already in a log
+    python bench/rl.py --sections all            # hours on a laptop CPU
+
+Every training run prints a `"run"` row (env, options, seed, eval curve, wall seconds) as it
+finishes; `--reuse FILE` reads such rows back, so a section only trains what is missing.
+`--jobs N` trains N runs at once, each in its own process with one torch thread.
 
 SB3 is optional (`pip install ./packages/salesai-rl[bench]`); without it the SB3 rows say so.
 """
@@ -49,25 +56,30 @@ SB3_CARTPOLE = dict(  # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
     target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
     exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
 ALL_OFF = {"double": False, "dueling": False, "prioritized": False, "n_step": 1}
+PARTS = {"+double": {"double": True}, "+dueling": {"dueling": True}, "+per": {"prioritized": True},
+         "+nstep": {"n_step": 3}}
 ABLATION = {
     "vanilla": ALL_OFF,
-    "+double": {**ALL_OFF, "double": True},
-    "+dueling": {**ALL_OFF, "dueling": True},
-    "+per": {**ALL_OFF, "prioritized": True},
-    "+nstep": {**ALL_OFF, "n_step": 3},
-    "all": {},
+    **{name: {**ALL_OFF, **part} for name, part in PARTS.items()},
+    "all": {"double": True, "dueling": True, "prioritized": True, "n_step": 3},
+    "all, train_every=1": {"double": True, "dueling": True, "prioritized": True, "n_step": 3,
+                           "train_every": 1},
 }
 
 
+def _strict(value: Any) -> Any:
+    """inf (a run that never reached the threshold) -> None, so every line is strict JSON."""
+    if isinstance(value, float) and value == float("inf"):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
 def emit(row: dict[str, Any]) -> None:
-    print(json.dumps(row), flush=True)
-
-
-def _quartiles(values: list[float]) -> dict[str, float]:
-    if len(values) == 1:
-        return {"median": values[0], "q1": values[0], "q3": values[0]}
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return {"median": statistics.median(values), "q1": q[0], "q3": q[2]}
+    print(json.dumps(_strict(row)), flush=True)
 
 
 def _first_and_held(curve: list[tuple[int, float]]) -> tuple[int | None, int | None]:
@@ -80,7 +92,7 @@ def _first_and_held(curve: list[tuple[int, float]]) -> tuple[int | None, int | N
     return first, held
 
 
-# -- salesai -----------------------------------------------------------------------------------
+# -- runs: one training run = one (agent, env, options, seed, steps) key ------------------------
 def salesai_run(env: str, steps: int, seed: int, options: dict[str, Any], eval_every: int = 5000,
                 eval_episodes: int = 20) -> dict[str, Any]:
     from salesai_rl.agents.run import RunSpec, train
@@ -94,12 +106,11 @@ def salesai_run(env: str, steps: int, seed: int, options: dict[str, Any], eval_e
         seconds = time.perf_counter() - start
         lines = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     curve = [(r["step"], r["mean_return"]) for r in lines if r["event"] == "eval"]
-    episodes = [r for r in lines if r["event"] == "episode"]
+    episodes = [(r["step"], r["return"], r["length"]) for r in lines if r["event"] == "episode"]
     return {"curve": curve, "episodes": episodes, "seconds": seconds,
             "steps_per_second": summary["steps_per_second"]}
 
 
-# -- Stable-Baselines3 ---------------------------------------------------------------------------
 def sb3_available() -> bool:
     try:
         import stable_baselines3  # noqa: F401
@@ -139,6 +150,72 @@ def sb3_run(env_id: str, steps: int, seed: int, hyper: dict[str, Any], eval_ever
     return {"curve": curve, "seconds": seconds, "steps_per_second": steps / seconds}
 
 
+def _key(job: dict[str, Any]) -> str:
+    """Identity of a run: agent, env, options, seed, steps, eval_every."""
+    fields = ("agent", "env", "options", "seed", "steps", "eval_every")
+    return json.dumps({k: job[k] for k in fields}, sort_keys=True)
+
+
+def _one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one run (in a worker process: one torch thread); the `run` row."""
+    torch.set_num_threads(1)
+    if job["agent"] == "sb3-dqn-zoo":
+        result = sb3_run(job["env"], job["steps"], job["seed"], SB3_CARTPOLE, job["eval_every"])
+    else:
+        result = salesai_run(job["env"], job["steps"], job["seed"], job["options"], job["eval_every"])
+    episodes = result.pop("episodes", [])
+    if job["env"] == "MountainCar-v0":  # the step at which the first episode reached the flag
+        result["first_flag_step"] = next((step for step, _, length in episodes if length < 200), None)
+    return {"section": "run", **job, **result, "seconds": round(result["seconds"], 1),
+            "steps_per_second": round(result["steps_per_second"], 1), "load": os.getloadavg()[0]}
+
+
+class Runs:
+    """Runs by key: reused (`--reuse` logs, or earlier in this invocation), else trained, `--jobs` at once."""
+
+    def __init__(self, jobs: int, reuse: list[str]) -> None:
+        self.jobs, self.done = jobs, {}
+        for path in reuse:
+            for line in Path(path).read_text().splitlines():
+                row = json.loads(line) if line.startswith("{") else {}
+                if row.get("section") == "run":
+                    self.done[_key(row)] = row
+
+    def get(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        todo = [j for j in jobs if _key(j) not in self.done]
+        todo = sorted({_key(j): j for j in todo}.values(), key=lambda j: j["seed"])  # seed-major: a cut run
+        # still has every variant on the first seeds
+        if self.jobs > 1 and len(todo) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(self.jobs, mp_context=ctx) as pool:
+                for future in as_completed([pool.submit(_one, j) for j in todo]):
+                    self._record(future.result())
+        else:
+            for job in todo:
+                self._record(_one(job))
+        return [self.done[_key(j)] for j in jobs]
+
+    def _record(self, row: dict[str, Any]) -> None:
+        self.done[_key(row)] = row
+        emit(row)
+
+
+def job(env: str, options: dict[str, Any], seed: int, steps: int, eval_every: int = 5000,
+        agent: str = "dqn") -> dict[str, Any]:
+    """A run; dqn options are resolved against the current defaults (so a reused run is the same run)."""
+    if agent == "dqn":
+        from salesai_rl.agents import DQNAgent
+
+        defaults = DQNAgent.default_options()
+        defaults.pop("total_steps")  # the run sets it to `steps`
+        options = {**defaults, **options}
+    return {"agent": agent, "env": env, "options": dict(options), "seed": seed, "steps": steps,
+            "eval_every": eval_every}
+
+
 # -- sections ------------------------------------------------------------------------------------------
 def bench_sumtree(args: argparse.Namespace) -> None:
     from salesai_rl.buffers import PrioritizedReplayBuffer, SumTree, Transition
@@ -176,85 +253,101 @@ def bench_sumtree(args: argparse.Namespace) -> None:
 
 
 def bench_speed(args: argparse.Namespace) -> None:
+    """Training env steps/s on CartPole-v1 (no evaluations), one process at a time."""
     steps = args.speed_steps
-    ours = salesai_run("CartPole-v1", steps, 0, {}, eval_every=0)
-    row = {"section": "speed", "env": "CartPole-v1", "steps": steps, "threads": torch.get_num_threads(),
-           "salesai_steps_per_second": ours["steps_per_second"]}
-    every4 = salesai_run("CartPole-v1", steps, 0, {"train_every": 4}, eval_every=0)
-    row["salesai_train_every_4_steps_per_second"] = every4["steps_per_second"]
+    row: dict[str, Any] = {"section": "speed", "env": "CartPole-v1", "steps": steps, "threads": 1}
+    ours = {"defaults": {}, **{f"train_every={n}": {"train_every": n} for n in (1, 2, 4)}}
+    for name, options in ours.items():
+        row[f"salesai {name}"] = round(_one(job("CartPole-v1", options, 0, steps, 0))["steps_per_second"], 1)
     if sb3_available():
-        theirs = sb3_run("CartPole-v1", steps, 0, SB3_CARTPOLE, eval_every=0)
-        row["sb3_steps_per_second"] = round(theirs["steps_per_second"], 1)
-        row["ratio"] = round(ours["steps_per_second"] / theirs["steps_per_second"], 2)
-        row["ratio_train_every_4"] = round(every4["steps_per_second"] / theirs["steps_per_second"], 2)
+        sb3 = _one(job("CartPole-v1", {}, 0, steps, 0, agent="sb3-dqn-zoo"))["steps_per_second"]
+        row["sb3 rl-zoo"] = round(sb3, 1)
+        for name in ours:
+            row[f"ratio {name}"] = round(row[f"salesai {name}"] / sb3, 2)
     else:
         row["sb3"] = "not installed"
-    emit(row)
+    emit({**row, "load": os.getloadavg()[0], "target": "ratio defaults >= 1.5"})
 
 
-def _protocol_rows(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    firsts, helds, finals = [], [], []
-    for run in runs:
-        first, held = _first_and_held(run["curve"])
-        firsts.append(first)
-        helds.append(held)
-        finals.append(run["curve"][-1][1] if run["curve"] else float("nan"))
+def _iqr(values: list[float]) -> dict[str, float]:
+    """median, q1, q3 (inclusive quartiles); a run that never solved counts as inf."""
+    if len(values) == 1:
+        return {"median": values[0], "q1": values[0], "q3": values[0]}
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return {"median": statistics.median(values), "q1": q[0], "q3": q[2]}
+
+
+def _curve_stats(runs: list[dict[str, Any]], solved: float | None) -> dict[str, Any]:
     inf = float("inf")
-    return {"section": "cartpole", "summary": True, "agent": name,
-            "median_first": statistics.median([f if f is not None else inf for f in firsts]),
-            "median_held": statistics.median([h if h is not None else inf for h in helds]),
-            "solved_at_end": sum(f >= SOLVED for f in finals), "seeds": len(runs),
-            "seconds": round(sum(r["seconds"] for r in runs), 1)}
+    finals = [r["curve"][-1][1] for r in runs]
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs], "final": _iqr(finals),
+                           "mean_eval": _iqr([float(np.mean([v for _, v in r["curve"]])) for r in runs]),
+                           "seconds": round(sum(r["seconds"] for r in runs), 1)}
+    if solved is not None:
+        firsts, helds = zip(*(_first_and_held(r["curve"]) for r in runs), strict=True)
+        out["first"] = _iqr([f if f is not None else inf for f in firsts])
+        out["held"] = _iqr([h if h is not None else inf for h in helds])
+        out["solved_at_end"] = sum(f >= solved for f in finals)
+    return out
 
 
 def bench_cartpole(args: argparse.Namespace) -> None:
-    variants: dict[str, Any] = {"salesai-all-on": {}, "salesai-all-off": ALL_OFF}
-    for name, options in variants.items():
-        runs = []
-        for seed in args.seeds:
-            run = salesai_run("CartPole-v1", args.steps, seed, options)
-            first, held = _first_and_held(run["curve"])
-            emit({"section": "cartpole", "agent": name, "seed": seed, "first": first, "held": held,
-                  "final": run["curve"][-1][1], "curve": run["curve"],
-                  "seconds": round(run["seconds"], 1)})
-            runs.append(run)
-        emit(_protocol_rows(name, runs))
-    if not sb3_available():
+    variants = {"salesai all parts on": ("dqn", ABLATION["all"]), "salesai every part off": ("dqn", ALL_OFF)}
+    if sb3_available():
+        variants["sb3-dqn-zoo"] = ("sb3-dqn-zoo", {})
+    else:
         emit({"section": "cartpole", "agent": "sb3-dqn-zoo", "sb3": "not installed"})
-        return
-    runs = []
-    for seed in args.seeds:
-        run = sb3_run("CartPole-v1", args.steps, seed, SB3_CARTPOLE)
-        first, held = _first_and_held(run["curve"])
-        emit({"section": "cartpole", "agent": "sb3-dqn-zoo", "seed": seed, "first": first, "held": held,
-              "final": run["curve"][-1][1], "curve": run["curve"], "seconds": round(run["seconds"], 1)})
-        runs.append(run)
-    emit(_protocol_rows("sb3-dqn-zoo", runs))
+    jobs = [job("CartPole-v1", opts, seed, args.steps, agent=agent)
+            for agent, opts in variants.values() for seed in args.seeds]
+    results = args.runs.get(jobs)
+    for i, name in enumerate(variants):
+        runs = results[i * len(args.seeds):(i + 1) * len(args.seeds)]
+        emit({"section": "cartpole", "summary": True, "agent": name, "steps": args.steps,
+              **_curve_stats(runs, SOLVED)})
 
 
 def bench_ablation(args: argparse.Namespace) -> None:
-    for env, steps in (("CartPole-v1", args.steps), ("Acrobot-v1", args.steps)):
-        for name, options in ABLATION.items():
-            finals, areas = [], []
-            for seed in args.seeds:
-                run = salesai_run(env, steps, seed, options)
-                finals.append(run["curve"][-1][1])
-                areas.append(float(np.mean([r for _, r in run["curve"]])))
-            emit({"section": "ablation", "env": env, "variant": name, "seeds": len(args.seeds),
-                  "steps": steps, "final": _quartiles(finals), "mean_eval": _quartiles(areas)})
+    for env in args.ablation_envs.split(","):
+        solved = SOLVED if env == "CartPole-v1" else None
+        variants = dict(ABLATION)
+        if not args.train_every_1:
+            variants.pop("all, train_every=1")
+        jobs = [job(env, opts, seed, args.steps) for opts in variants.values() for seed in args.seeds]
+        results = args.runs.get(jobs)
+        stats = {}
+        for i, name in enumerate(variants):
+            stats[name] = _curve_stats(results[i * len(args.seeds):(i + 1) * len(args.seeds)], solved)
+            emit({"section": "ablation", "env": env, "variant": name, "steps": args.steps, **stats[name]})
+        # the issue's rule: nothing on by default that makes a median worse by more than one interval
+        base = stats["vanilla"]
+        verdict = {}
+        for part in [*PARTS, "all"]:
+            worse = []
+            for metric, higher_is_better in (("final", True), ("mean_eval", True), ("first", False)):
+                if metric not in base:
+                    continue
+                width = base[metric]["q3"] - base[metric]["q1"]
+                delta = stats[part][metric]["median"] - base[metric]["median"]
+                if (-delta if higher_is_better else delta) > width:
+                    worse.append(metric)
+            verdict[part] = worse or "ok"
+        emit({"section": "ablation", "env": env, "summary": True,
+              "worse_than_vanilla_by_more_than_its_iqr": verdict})
 
 
 def bench_novelty(args: argparse.Namespace) -> None:
-    for name, options in (("no-bonus", {}), ("episodic", {"novelty": "episodic"})):
-        firsts = []
-        for seed in args.seeds:
-            run = salesai_run("MountainCar-v0", args.novelty_steps, seed, options, eval_every=0)
-            first = next((r["step"] for r in run["episodes"] if r["length"] < 200), None)
-            firsts.append(first)
-            emit({"section": "novelty", "variant": name, "seed": seed, "first_flag_step": first,
-                  "seconds": round(run["seconds"], 1)})
+    inf = float("inf")
+    variants = {"no-bonus": {}, "episodic": {"novelty": "episodic"}}
+    jobs = [job("MountainCar-v0", opts, seed, args.novelty_steps, 0)
+            for opts in variants.values() for seed in args.seeds]
+    results = args.runs.get(jobs)
+    for i, name in enumerate(variants):
+        runs = results[i * len(args.seeds):(i + 1) * len(args.seeds)]
+        firsts = [r["first_flag_step"] for r in runs]
         emit({"section": "novelty", "summary": True, "variant": name, "steps": args.novelty_steps,
-              "median_first_flag": statistics.median([f if f is not None else float("inf") for f in firsts])})
+              "seeds": args.seeds, "first_flag_step": firsts,
+              "median_first_flag": statistics.median([f if f is not None else inf for f in firsts]),
+              "seconds": round(sum(r["seconds"] for r in runs), 1)})
 
 
 def bench_meta(args: argparse.Namespace) -> None:
@@ -319,8 +412,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed-steps", type=int, default=5_000)
     parser.add_argument("--novelty-steps", type=int, default=200_000)
     parser.add_argument("--meta-iterations", type=int, default=8_000)
+    parser.add_argument("--ablation-envs", default="CartPole-v1,Acrobot-v1", help="comma list")
+    parser.add_argument("--train-every-1", action=argparse.BooleanOptionalAction, default=True,
+                        help="add 'all, train_every=1' to the ablation (the update-rate default)")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at once (one process each)")
+    parser.add_argument("--reuse", action="append", default=[], help="JSON-lines log whose run rows to reuse")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    args.runs = Runs(args.jobs, args.reuse)
     names = list(SECTIONS) if args.sections == "all" else args.sections.split(",")
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
