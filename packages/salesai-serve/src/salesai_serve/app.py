@@ -272,7 +272,8 @@ def create_app(
         reserved = 1
         try:
             body = await _json_body(request)
-            parsed = parse(kind, body, settings, engine.backend)
+            # in a worker thread: media decoding (and fetching, when enabled) never blocks the event loop
+            parsed = await asyncio.to_thread(parse, kind, body, settings, engine.backend)
             if parsed.n > 1:
                 engine.reserve(parsed.n - 1)
                 reserved = parsed.n

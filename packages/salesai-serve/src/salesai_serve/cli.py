@@ -40,6 +40,13 @@ def serve(
     max_inputs: int = typer.Option(64, "--max-inputs", help="Texts per /v1/classify request (classifiers)."),
     rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Requests per minute per API key."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allowed CORS origin (repeatable)."),
+    media_url_host: list[str] = typer.Option(
+        [], "--media-url-host", help="Host (or host:port) whose http(s) image URLs are fetched (repeatable); "
+        "none = image_url takes data: URIs only."),
+    media_url_max_bytes: int = typer.Option(
+        5_000_000, "--media-url-max-bytes", help="Largest image fetched from a URL (400 above)."),
+    media_url_timeout: float = typer.Option(
+        5.0, "--media-url-timeout", help="Seconds to fetch one image URL, in all (400 when slower)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),
     shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", help="Seconds to drain on SIGTERM."),
     enable_docs: bool = typer.Option(False, "--enable-docs", help="Serve /docs and /openapi.json."),
@@ -66,6 +73,8 @@ def serve(
         cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
         queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
         max_inputs=max_inputs, rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
+        media_url_hosts=list(media_url_host), media_url_max_bytes=media_url_max_bytes,
+        media_url_timeout_s=media_url_timeout,
     )
     settings.check()
     if backend.startswith("onnx"):

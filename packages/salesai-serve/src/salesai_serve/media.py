@@ -5,7 +5,8 @@ the backend's preprocessed item (`backend.prepare_media`, e.g. the encoder's `pr
 and the number of prompt positions its embeddings fill. Every failure is a 400 naming the part:
 bad base64, an empty payload, a non-image MIME type (SVG included), unreadable/corrupt bytes,
 a modality the model lacks (`modality_not_supported`), and any remote URL (`http(s)://`,
-`file://`): this server never fetches URLs, so a client sends the bytes as a `data:` URI.
+`file://`) unless the server names allowed hosts (`media_url_hosts`): then `fetch.py` fetches
+http(s) URLs of those hosts with a size cap and a timeout; everything else stays refused.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ def _b64(data: Any, where: str) -> bytes:
     return raw
 
 
-def _image_bytes(part: dict[str, Any], where: str) -> bytes:
+def _image_bytes(part: dict[str, Any], where: str, settings: Any = None) -> bytes:
     spec = part.get("image_url")
     url = spec.get("url") if isinstance(spec, dict) else spec  # `detail` is accepted and ignored
     if not isinstance(url, str) or not url:
         raise invalid(f"{where}.image_url.url: expected a data: URI", where, code="invalid_media")
     if not url.startswith("data:"):
-        raise invalid(f"{where}.image_url.url: remote URLs are not fetched by this server; send the image "
-                      "as a data: URI (data:image/png;base64,...)", where, code="remote_url_not_allowed")
+        from salesai_serve.fetch import fetch_image
+
+        hosts = list(getattr(settings, "media_url_hosts", None) or [])
+        return fetch_image(url, where, hosts, int(getattr(settings, "media_url_max_bytes", 0) or 0),
+                           float(getattr(settings, "media_url_timeout_s", 0) or 0))
     header, sep, payload = url[5:].partition(",")
     mime = header.split(";")[0].strip().lower()
     if not sep or not header.endswith(";base64"):
@@ -62,15 +66,16 @@ def _audio_bytes(part: dict[str, Any], where: str) -> bytes:
     return _b64(spec.get("data"), f"{where}.input_audio.data")
 
 
-def read_part(part: dict[str, Any], where: str, backend: Any) -> tuple[str, Any, int]:
-    """(modality, preprocessed item, prompt positions) of one media part; see the module docstring."""
+def read_part(part: dict[str, Any], where: str, backend: Any, settings: Any = None) -> tuple[str, Any, int]:
+    """(modality, preprocessed item, prompt positions) of one media part; see the module docstring.
+    `settings` (ServeSettings) says which hosts remote image URLs may come from (none by default)."""
     kind = part.get("type")
     modality = PART_MODALITY.get(str(kind))
     modalities = tuple(getattr(backend, "modalities", ("text",)))
     if modality is None or modality not in modalities:
         raise invalid(f"{where}: {kind} input is not supported by this model (modalities: "
                       f"{', '.join(modalities)})", where, code="modality_not_supported")
-    raw = _image_bytes(part, where) if modality == "image" else _audio_bytes(part, where)
+    raw = _image_bytes(part, where, settings) if modality == "image" else _audio_bytes(part, where)
     try:
         item, positions = backend.prepare_media(modality, raw)
     except Exception as exc:  # corrupt or unreadable bytes: the decoder's own error type varies

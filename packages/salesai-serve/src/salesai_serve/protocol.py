@@ -168,7 +168,8 @@ def _messages(body: dict[str, Any], settings: ServeSettings, backend: Any,
                     if sum(len(v) for v in media.values()) >= settings.max_media_items:
                         raise invalid(f"{where}.content[{j}]: more than {settings.max_media_items} media "
                                       "items in one request", f"{where}.content", code="too_many_media_items")
-                    modality, item, positions = read_part(part, f"{where}.content[{j}]", backend)
+                    modality, item, positions = read_part(part, f"{where}.content[{j}]", backend,
+                                                          settings)
                     media.setdefault(modality, []).append(item)
                     pieces.append(int(backend.tokenizer.token_to_id(f"<{modality}>")))
                     extra += positions - 1

@@ -39,6 +39,9 @@ class ServeSettings:
     max_messages: int = 256  # chat messages per request
     max_inputs: int = 64  # texts per /v1/classify request
     max_media_items: int = 4  # images + audio clips per chat request
+    media_url_hosts: list[str] = field(default_factory=list)  # image_url hosts fetched; empty = never fetch
+    media_url_max_bytes: int = 5_000_000  # a fetched image larger than this -> 400
+    media_url_timeout_s: float = 5.0  # connect + download of one image, in all -> 400 when slower
     rate_limit_rpm: float | None = None  # requests per minute per API key; None = no limit
     shutdown_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     ping_interval_s: float = 10.0  # SSE comment pings while nothing else is sent
@@ -55,6 +58,11 @@ class ServeSettings:
                      "default_max_tokens"):
             if getattr(self, name) < 1:
                 raise SalesAIError(f"{name}={getattr(self, name)}: expected an integer >= 1")
+        if self.media_url_max_bytes < 1 or self.media_url_timeout_s <= 0:
+            raise SalesAIError("--media-url-max-bytes / --media-url-timeout: expected values > 0")
+        if any(not h.strip() or "/" in h or h.startswith("*") for h in self.media_url_hosts):
+            raise SalesAIError("--media-url-host: expected a host name or host:port "
+                               "(no scheme, path or wildcard)")
         if self.max_queue < 0:
             raise SalesAIError(f"max_queue={self.max_queue}: expected an integer >= 0")
         if not 0 < self.port < 65536:
