@@ -83,7 +83,10 @@ def test_manifest_describes_graphs_tokens_config_and_cache(export_dir: Path, mod
     dec = m["graphs"]["decoder"]
     assert dec["file"] == "decoder.onnx"
     inputs = {i["name"]: (i["dtype"], i["shape"]) for i in dec["inputs"]}
-    assert list(inputs)[:5] == ["input_ids", "inputs_embeds", "embeds_mask", "attention_mask", "position_ids"]
+    assert list(inputs)[:6] == ["input_ids", "inputs_embeds", "embeds_mask", "attention_mask", "position_ids",
+                                "logits_to_keep"]
+    assert inputs["logits_to_keep"] == ("int64", [])
+    assert "last k positions" in m["decoder"]["logits_to_keep"]
     assert inputs["input_ids"] == ("int64", ["batch", "sequence"])
     assert inputs["inputs_embeds"] == ("float32", ["batch", "sequence", 64])
     assert inputs["embeds_mask"] == ("bool", ["batch", "sequence"])
@@ -93,15 +96,18 @@ def test_manifest_describes_graphs_tokens_config_and_cache(export_dir: Path, mod
         for kind in ("key", "value"):
             assert inputs[f"past_{kind}_{i}"] == ("float32", ["batch", 2, "past_sequence", 16])
     outputs = {o["name"]: (o["dtype"], o["shape"]) for o in dec["outputs"]}
-    assert outputs["logits"] == ("float32", ["batch", "sequence", cfg.vocab_size])
+    assert outputs["logits"] == ("float32", ["batch", "kept_sequence", cfg.vocab_size])
+    assert "kept_sequence" in m["axes"]
     assert outputs["present_value_1"] == ("float32", ["batch", 2, "total_sequence", 16])
     assert len(outputs) == 1 + 2 * cfg.num_layers
     assert m["graphs"]["decoder_int8"]["file"] == "decoder.int8.onnx"
     assert m["encoders"] == {}
     v = m["verification"]
     assert v["performed"] and v["passed"] and v["tolerance"] == 1e-4
-    assert [c["case"] for c in v["cases"]] == ["prefill", "decode", "chunk"]
-    assert [(c["batch"], c["seq"], c["past"]) for c in v["cases"]] == [(2, 7, 0), (2, 1, 7), (3, 2, 5)]
+    assert [c["case"] for c in v["cases"]] == ["prefill", "prefill_logits_to_keep_1", "decode", "chunk"]
+    shapes = [(c["batch"], c["seq"], c["past"]) for c in v["cases"]]
+    assert shapes == [(2, 7, 0), (2, 7, 0), (2, 1, 7), (3, 2, 5)]
+    assert v["cases"][1]["logits_shape"] == [2, 1, cfg.vocab_size]
     assert all(c["max_abs_logit_diff"] < 1e-4 and c["max_abs_present_diff"] < 1e-4 for c in v["cases"])
     q = m["quantization"]
     assert q["weight_type"] == "QInt8" and q["weights"]["int8_share"] > 0.99
@@ -142,6 +148,29 @@ def test_ort_matches_model_forward_with_cache_padding_and_embeddings(
     assert logits2.shape == (2, 1, model.config.vocab_size)
     assert past2[0].shape == (2, 2, 7, 16)
     assert np.abs(logits2 - ref2.logits.numpy()).max() < 1e-4
+
+
+def test_logits_to_keep_returns_the_last_positions_unchanged(export_dir: Path, model: SalesAIModel) -> None:
+    """logits_to_keep=k gives exactly the last k rows of the full logits; 0 (and k > T) give all."""
+    dec = OrtDecoder(export_dir, threads=1)
+    assert dec.has_logits_to_keep
+    ids = torch.randint(4, model.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(3))
+    mask = np.ones((2, 6), np.int64)
+    mask[0, :3] = 0  # a left-padded row: its last position is still a token
+    full, past_full = dec.step(ids.numpy(), mask, positions(mask), dec.empty_past(2))
+    assert full.shape == (2, 6, model.config.vocab_size)
+    with torch.no_grad():
+        ref = model(ids, attention_mask=torch.from_numpy(mask), logits_to_keep=1).logits.numpy()  # (2, 1, V)
+    for k in (1, 2, 5):
+        kept, past = dec.step(ids.numpy(), mask, positions(mask), dec.empty_past(2), logits_to_keep=k)
+        assert kept.shape == (2, k, model.config.vocab_size)
+        np.testing.assert_array_equal(kept, full[:, -k:])
+        for a, b in zip(past, past_full, strict=True):  # the cache does not depend on k
+            np.testing.assert_array_equal(a, b)
+    assert np.abs(full[:, -1:] - ref).max() < 1e-4
+    for k in (0, 6, 50):
+        got, _ = dec.step(ids.numpy(), mask, positions(mask), dec.empty_past(2), logits_to_keep=k)
+        assert got.shape[1] == 6
 
 
 def test_ort_greedy_token_ids_equal_pytorch(generator: OrtGenerator, model: SalesAIModel) -> None:

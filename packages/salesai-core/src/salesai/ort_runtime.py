@@ -123,6 +123,8 @@ class OrtDecoder:
             providers=list(providers or ["CPUExecutionProvider"]),
         )
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # exports before logits_to_keep (format_version 1 without it) always return every position
+        self.has_logits_to_keep = any(i.name == "logits_to_keep" for i in self.session.get_inputs())
         self._zeros_embeds = np.zeros((0, 0, self.hidden_dim), np.float32)
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
@@ -138,8 +140,13 @@ class OrtDecoder:
         past: Sequence[np.ndarray],
         inputs_embeds: np.ndarray | None = None,
         embeds_mask: np.ndarray | None = None,
+        logits_to_keep: int = 0,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One forward: ids (B, T), mask (B, past+T), positions (B, T) -> logits (B, T, V), presents."""
+        """One forward: ids (B, T), mask (B, past+T), positions (B, T) -> logits (B, T, V), presents.
+
+        `logits_to_keep` k > 0: logits of the last k positions only, (B, k, V) (older exports
+        without that input return all T).
+        """
         b, t = input_ids.shape
         if inputs_embeds is None or embeds_mask is None:
             if self._zeros_embeds.shape[:2] != (b, t):
@@ -153,6 +160,8 @@ class OrtDecoder:
             "attention_mask": np.ascontiguousarray(attention_mask, np.int64),
             "position_ids": np.ascontiguousarray(position_ids, np.int64),
         }
+        if self.has_logits_to_keep:
+            feeds["logits_to_keep"] = np.array(logits_to_keep, np.int64)
         feeds.update(zip(self.past_names, past, strict=True))
         outs = self.session.run(self.output_names, feeds)
         return outs[0], list(outs[1:])
@@ -446,7 +455,8 @@ class OrtGenerator:
                 seen[r, ids[r][mask[r] == 1]] = True
 
         t0 = time.perf_counter()
-        logits, past = dec.step(ids, mask, positions(mask), dec.empty_past(batch), inputs_embeds, embeds_mask)
+        logits, past = dec.step(ids, mask, positions(mask), dec.empty_past(batch), inputs_embeds, embeds_mask,
+                                logits_to_keep=1)  # (B, 1, V): the prefill computes one row of logits
         self.stats.prefill_s = time.perf_counter() - t0
         next_pos = mask.sum(-1, keepdims=True)  # (B, 1) next position per row
         done = [False] * batch
@@ -468,7 +478,7 @@ class OrtGenerator:
             if seen is not None:
                 seen[np.arange(batch), token] = True
             mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)  # (B, S + 1)
-            logits, past = dec.step(token[:, None], mask, next_pos, past)
+            logits, past = dec.step(token[:, None], mask, next_pos, past, logits_to_keep=1)
             self.stats.decode_steps += 1
             next_pos = next_pos + 1
         self.stats.decode_s = time.perf_counter() - t_decode

@@ -15,8 +15,9 @@ What: `export_onnx(model, tokenizer, out_dir, ...)` writes an export directory
 Graph inputs: `input_ids (B, T) int64`, `inputs_embeds (B, T, D) float32`, `embeds_mask
 (B, T) bool` (where true, the given embedding replaces the token's: LLaVA placeholder
 replacement, so one graph serves text and multimodal prefixes), `attention_mask (B, P+T)
-int64` (1 = real token, covers past + current), `position_ids (B, T) int64`, and per layer
-`past_key_i` / `past_value_i (B, n_kv, P, head_dim)`; P may be 0. Outputs `logits (B, T, V)`
+int64` (1 = real token, covers past + current), `position_ids (B, T) int64`, `logits_to_keep
+() int64` (k: logits of the last k positions only, 0 = all; a prefill needs 1), and per layer
+`past_key_i` / `past_value_i (B, n_kv, P, head_dim)`; P may be 0. Outputs `logits (B, k, V)`
 and `present_key_i` / `present_value_i (B, n_kv, P+T, head_dim)`. MoE routing (softmax,
 top-k, a static loop over all experts) is inside the graph; `SalesAIModel` switches to that
 export-safe path itself while tracing.
@@ -76,6 +77,7 @@ AXES = {
     "sequence": "new tokens in this call (prompt length for prefill, 1 for a decode step)",
     "past_sequence": "cached positions (0 on the first call)",
     "total_sequence": "past_sequence + sequence",
+    "kept_sequence": "positions whose logits are returned: min(logits_to_keep, sequence), sequence when 0",
 }
 
 
@@ -97,12 +99,13 @@ class DecoderGraph(nn.Module):
         embeds_mask: torch.Tensor,  # (B, T) bool
         attention_mask: torch.Tensor,  # (B, P + T) int64
         position_ids: torch.Tensor,  # (B, T) int64
+        logits_to_keep: torch.Tensor,  # () int64: logits of the last k positions, 0 = all
         *past: torch.Tensor,  # key_0, value_0, key_1, ... each (B, n_kv, P, hd)
     ) -> tuple[torch.Tensor, ...]:
         tokens = self.model.embed(input_ids)  # type: ignore[operator]  # (B, T, D)
         x = torch.where(embeds_mask.unsqueeze(-1), inputs_embeds.to(tokens.dtype), tokens)  # (B, T, D)
         logits, keys, values = self.model.decoder_forward(  # type: ignore[operator]
-            x, attention_mask, position_ids, list(past[0::2]), list(past[1::2])
+            x, attention_mask, position_ids, list(past[0::2]), list(past[1::2]), logits_to_keep=logits_to_keep
         )
         out = [logits]
         for k, v in zip(keys, values, strict=True):
@@ -112,7 +115,8 @@ class DecoderGraph(nn.Module):
 
 def input_names(num_layers: int) -> list[str]:
     past = [n for i in range(num_layers) for n in (f"past_key_{i}", f"past_value_{i}")]
-    return ["input_ids", "inputs_embeds", "embeds_mask", "attention_mask", "position_ids", *past]
+    return ["input_ids", "inputs_embeds", "embeds_mask", "attention_mask", "position_ids", "logits_to_keep",
+            *past]
 
 
 def output_names(num_layers: int) -> list[str]:
@@ -128,6 +132,7 @@ def example_inputs(cfg: Any, batch: int = 2, seq: int = 3, past: int = 4) -> tup
         torch.zeros(batch, seq, dtype=torch.bool),
         torch.ones(batch, past + seq, dtype=torch.int64),
         torch.arange(past, past + seq).expand(batch, seq).contiguous(),
+        torch.tensor(2, dtype=torch.int64),  # logits_to_keep: neither 0 nor 1 nor seq
         *(torch.zeros(kv) for _ in range(2 * cfg.num_layers)),
     )
 
@@ -142,8 +147,8 @@ def export_decoder(graph: DecoderGraph, cfg: Any, path: Path, opset: int, export
             axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in ins[:3]}
             axes["position_ids"] = {0: "batch", 1: "sequence"}
             axes["attention_mask"] = {0: "batch", 1: "total_sequence"}
-            axes.update({n: {0: "batch", 2: "past_sequence"} for n in ins[5:]})
-            axes["logits"] = {0: "batch", 1: "sequence"}
+            axes.update({n: {0: "batch", 2: "past_sequence"} for n in ins[6:]})
+            axes["logits"] = {0: "batch", 1: "kept_sequence"}
             axes.update({n: {0: "batch", 2: "total_sequence"} for n in outs[1:]})
             torch.onnx.export(graph, args, str(path), dynamo=False, input_names=ins, output_names=outs,
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
@@ -153,7 +158,7 @@ def export_decoder(graph: DecoderGraph, cfg: Any, path: Path, opset: int, export
             b, s, p = Dim("batch"), Dim("sequence"), Dim("past_sequence", min=0)
             bs = {0: b, 1: s}
             shapes = {"input_ids": bs, "inputs_embeds": bs, "embeds_mask": bs,
-                      "attention_mask": {0: b, 1: Dim.AUTO}, "position_ids": bs,
+                      "attention_mask": {0: b, 1: Dim.AUTO}, "position_ids": bs, "logits_to_keep": None,
                       "past": tuple({0: b, 2: p} for _ in range(2 * cfg.num_layers))}
             torch.onnx.export(graph, args, str(path), dynamo=True, dynamic_shapes=shapes, input_names=ins,
                               output_names=outs, opset_version=opset, external_data=False, optimize=True)
@@ -451,6 +456,8 @@ def _manifest(cfg: Any, tokenizer: Any, graphs: dict[str, Any], encoders: dict[s
             "present_outputs": "present_key_{i} / present_value_{i}: feed back as the next call's past",
             "attention_mask": "int64 (batch, total_sequence): 1 = real token, 0 = left padding",
             "position_ids": "int64 (batch, sequence): max(cumsum(attention_mask) - 1, 0), current positions",
+            "logits_to_keep": "int64 scalar k: logits only for the last k positions, (batch, k, vocab); "
+                              "0 = every position; generation passes 1 (a prefill computes one row)",
             "inputs_embeds": "float32 (batch, sequence, hidden_dim): used where embeds_mask is true "
                              "(placeholder replacement); zeros with an all-false mask for text",
             "multimodal": "expand each placeholder token to the N outputs of encoder_<m>.onnx for its "

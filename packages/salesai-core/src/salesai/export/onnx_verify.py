@@ -4,7 +4,9 @@ What: `verify_decoder` runs the same random inputs through the PyTorch export wr
 ONNX Runtime session, in three cases that together cover what generation needs:
   1. prefill, batch 2, one row left-padded, injected embeddings on a few positions, past 0;
   2. a decode step (one token) on each side's own cache from case 1;
-  3. a different batch size (3) and a random cache of length 5 with a 2-token chunk.
+  3. a different batch size (3) and a random cache of length 5 with a 2-token chunk;
+plus the prefill of case 1 with `logits_to_keep=1`, whose one row of logits must match the
+last position's (the graph computes nothing else).
 It reports the max absolute logit difference (over real, non-padded positions) and the max
 present-cache difference per case. `verify_multimodal` checks a multimodal prefill end to end:
 each `encoder_<m>.onnx` against PyTorch's encoder + projector, then two left-padded prompts
@@ -44,7 +46,7 @@ def _random_case(
         embeds[row, t] = torch.randn(cfg.hidden_dim, generator=gen) * 0.5
         emask[row, t] = True
     feeds = {"input_ids": ids, "inputs_embeds": embeds, "embeds_mask": emask,
-             "attention_mask": mask, "position_ids": pos}
+             "attention_mask": mask, "position_ids": pos, "logits_to_keep": torch.tensor(0)}
     shape = (batch, cfg.num_kv_heads, past, cfg.head_dim)
     for i in range(cfg.num_layers):
         feeds[f"past_key_{i}"] = torch.randn(shape, generator=gen)
@@ -98,13 +100,21 @@ def verify_decoder(
                            embed_positions=[(0, 1), (0, 2)])
     ref, got = both(prefill)
     record("prefill", prefill, ref, got)
+    # 1b. the same prefill asking for the last position's logits only (what generation does)
+    last = session.run(["logits"], {n: (torch.tensor(1) if n == "logits_to_keep" else prefill[n]).numpy()
+                                    for n in names})[0]  # (B, 1, V)
+    cases.append({"case": "prefill_logits_to_keep_1", "batch": 2, "seq": 7, "past": 0,
+                  "logits_shape": list(last.shape),
+                  "max_abs_logit_diff": float(np.abs(ref[0][:, -1:] - last).max()) if last.shape[1] == 1
+                  else float("inf"), "max_abs_present_diff": 0.0})
 
     # 2. one decode step, each side continuing from its own cache
     step_ids = torch.randint(0, cfg.vocab_size, (2, 1), generator=gen)
     mask = torch.cat([prefill["attention_mask"], torch.ones(2, 1, dtype=torch.int64)], 1)
     base = {"input_ids": step_ids, "inputs_embeds": torch.zeros(2, 1, cfg.hidden_dim),
             "embeds_mask": torch.zeros(2, 1, dtype=torch.bool), "attention_mask": mask,
-            "position_ids": torch.from_numpy(positions(mask.numpy()))[:, -1:]}
+            "position_ids": torch.from_numpy(positions(mask.numpy()))[:, -1:],
+            "logits_to_keep": torch.tensor(1)}
     past_names = [n for n in names if n.startswith("past_")]
     ref_feeds = {**base, **{n: torch.from_numpy(r) for n, r in zip(past_names, ref[1:], strict=True)}}
     got_feeds = {n: t.numpy() for n, t in base.items()}
@@ -173,7 +183,8 @@ def verify_multimodal(model: Any, export_dir: Path, encoders: dict[str, Any], th
     dec = ort.InferenceSession(str(export_dir / (DECODER_INT8_FILE if int8 else DECODER_FILE)), opts,
                                providers=["CPUExecutionProvider"])
     feeds: dict[str, np.ndarray] = {"input_ids": e_ids, "inputs_embeds": embeds, "embeds_mask": emask,
-                                    "attention_mask": e_mask, "position_ids": positions(e_mask)}
+                                    "attention_mask": e_mask, "position_ids": positions(e_mask),
+                                    "logits_to_keep": np.array(0, np.int64)}
     for i in range(cfg.num_layers):
         for kind in ("key", "value"):
             feeds[f"past_{kind}_{i}"] = np.zeros((b, cfg.num_kv_heads, 0, cfg.head_dim), np.float32)

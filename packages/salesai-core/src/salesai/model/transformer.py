@@ -35,8 +35,9 @@ Entry points:
                       position_ids,    # (B, T) int64
                       past_keys,       # list of num_layers tensors (B, num_kv_heads, P, head_dim)
                       past_values,     # same shapes as past_keys
-                      last_logits_only=False)  # Python bool, fixed at trace time
-        -> (logits,          # (B, T, V) float32 or (B, 1, V) with last_logits_only
+                      last_logits_only=False,  # Python bool, fixed at trace time
+                      logits_to_keep=None)     # int64 tensor k: last k positions (0 = all)
+        -> (logits,          # (B, T, V) float32, (B, 1, V) / (B, k, V) with the options above
             present_keys,    # list of num_layers tensors (B, num_kv_heads, P+T, head_dim)
             present_values)  # same shapes
 
@@ -88,6 +89,18 @@ class ModelOutput:
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self)]
+
+
+def _kept_positions(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Indices of the last `keep` positions of x (B, T, D), all of them when keep <= 0 or > T.
+
+    Tensor ops only (arange over T, compare, nonzero), so a traced graph keeps both T and keep dynamic.
+    """
+    pos = torch.arange(x.shape[1], device=x.device)  # (T,)
+    k = keep.reshape(-1)[:1].to(pos.dtype)  # (1,)
+    end = pos[-1:] + 1  # (1,) = T as a tensor
+    start = torch.where(k > 0, end - k, torch.zeros_like(k))  # (1,), may be < 0 (then all)
+    return torch.nonzero(pos >= start).reshape(-1)  # (k,)
 
 
 class Block(nn.Module):
@@ -360,8 +373,13 @@ class SalesAIModel(nn.Module):
         past_keys: list[torch.Tensor],
         past_values: list[torch.Tensor],
         last_logits_only: bool = False,
+        logits_to_keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """Export-safe decoder over explicit past tensors; see the module docstring."""
+        """Export-safe decoder over explicit past tensors; see the module docstring.
+
+        `logits_to_keep`: an int64 tensor (a graph input) holding k: logits of the last k
+        positions only (0 = all), computed with tensor ops so the exported graph keeps it dynamic.
+        """
         x = inputs_embeds  # (B, T, D)
         t = x.shape[1]
         s = attention_mask.shape[1]
@@ -377,7 +395,9 @@ class SalesAIModel(nn.Module):
             values.append(present[1])
         if last_logits_only:
             x = x[:, -1:]
-        logits = self.lm_head(self.norm(x)).float()  # (B, T, V)
+        elif logits_to_keep is not None:
+            x = x.index_select(1, _kept_positions(x, logits_to_keep))  # (B, k, D)
+        logits = self.lm_head(self.norm(x)).float()  # (B, T, V) or (B, k, V)
         return logits, keys, values
 
     # -- expert usage ----------------------------------------------------------------------
