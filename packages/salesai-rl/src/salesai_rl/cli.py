@@ -1,10 +1,10 @@
 """The `salesai rl` command group: a typer app assembled from one module per topic.
 
 `make_app()` builds the group and lets each command module add its commands through a
-`register(app)` function: `salesai_rl.agents_cli` (agents, train, eval) and, when present,
-`salesai_rl.lm_cli` (language-model RL). A new topic adds its module name to `COMMAND_MODULES`;
-a module that is absent is skipped, any other import error surfaces. Nothing heavy is
-imported here (torch and gymnasium load inside the commands).
+`register(app)` function: `salesai_rl.agents_cli` (agents, train, eval), `salesai_rl.meta_cli`
+(meta) and, when present, `salesai_rl.lm_cli` (language-model RL). A new topic adds its module
+name to `COMMAND_MODULES`; a module that is absent is skipped, any other import error surfaces.
+Nothing heavy is imported here (torch and gymnasium load inside the commands).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("salesai_rl.agents_cli", "salesai_rl.lm_cli")
+COMMAND_MODULES = ("salesai_rl.agents_cli", "salesai_rl.meta_cli", "salesai_rl.lm_cli")
 HELP = "Reinforcement learning: value-based agents on Gymnasium environments, LM policy optimisation."
 
 
