@@ -220,6 +220,67 @@ def test_failing_request_fails_alone_and_nan_logits_fail_cleanly(backends: Any, 
     assert backend.rows == 0 and engine.in_flight == 0
 
 
+class OutOfMemoryOnce:
+    """Wraps a real backend; the next decode (`decode_fails`) or prefill (`add_fails`) runs out of memory."""
+
+    def __init__(self, inner: Any, error: BaseException) -> None:
+        self.inner = inner
+        self.error = error
+        self.decode_fails = self.add_fails = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def decode(self, tokens: Any) -> Any:
+        if self.decode_fails:
+            self.decode_fails = False
+            raise self.error
+        return self.inner.decode(tokens)
+
+    def add(self, ids: Any) -> Any:
+        if self.add_fails:
+            self.add_fails = False
+            raise self.error
+        return self.inner.add(ids)
+
+
+@pytest.mark.parametrize("name", ["pytorch", "onnxruntime"])
+def test_FLT_02_out_of_memory_is_503_and_the_engine_recovers(backends: Any, model: Any, tokenizer: Any,
+                                                             name: str) -> None:
+    """FLT-02: an allocation failure during a batched decode fails that step's requests with a 503 +
+    Retry-After (the client retries), does not count as a failing backend, and the next requests are
+    served normally (same tokens as `generate`); a prefill that runs out of memory fails alone."""
+    import torch
+
+    from salesai_serve.engine import is_out_of_memory
+
+    error = MemoryError() if name == "pytorch" else RuntimeError(
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+    backend = OutOfMemoryOnce(backends[name], error)
+    backend.reset()
+    engine = Engine(backend, max_batch_size=4)  # type: ignore[arg-type]
+    ids = [tokenizer.encode(p, add_bos=True) for p in PROMPTS[:3]]
+    sinks = [submit(engine, i, max_tokens=6, temperature=0.0, ignore_eos=True)[1] for i in ids]
+    backend.decode_fails = True
+    run(engine)
+    for sink in sinks:
+        err = sink.last.error
+        assert sink.last.kind == "error" and err is not None
+        assert (err.status, err.code, err.headers.get("Retry-After")) == (503, "out_of_memory", "2")
+    assert engine.failures == 0 and backend.rows == 0 and engine.in_flight == 0
+    again = [submit(engine, i, max_tokens=6, temperature=0.0, ignore_eos=True)[1] for i in ids]
+    run(engine)
+    for i, sink in zip(ids, again, strict=True):
+        assert sink.tokens == model.generate([i], max_new_tokens=6, temperature=0.0, stop_token_ids=[])[0]
+    backend.add_fails = True  # the first prefill of the next two runs out of memory: only it fails
+    first, second = (submit(engine, i, max_tokens=4, temperature=0.0, ignore_eos=True)[1] for i in ids[:2])
+    run(engine)
+    assert first.last.error is not None and first.last.error.status == 503
+    assert second.last.finish_reason == "length" and engine.failures == 0
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch")) and not is_out_of_memory(ValueError("memory"))
+
+
 def test_int8_backend_serves_and_onnx_path_never_imports_torch(export_dir: Any) -> None:
     """The ONNX Runtime backends (fp32 and int8) run the engine and the app without importing torch."""
     import subprocess

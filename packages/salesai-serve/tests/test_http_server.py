@@ -222,6 +222,33 @@ def test_STR_04_HL_03_SEC_03_backend_fault_mid_stream(backends: Any) -> None:
     backends["pytorch"].reset()
 
 
+def test_FLT_02_out_of_memory_is_503_retry_after_and_the_server_recovers(backends: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from salesai_serve.app import create_app
+    from salesai_serve.settings import ServeSettings
+
+    class OutOfMemoryOnce(FailingBackend):
+        def decode(self, tokens: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.fail_after:
+                raise MemoryError
+            return self.inner.decode(tokens)
+
+    backends["pytorch"].reset()
+    app = create_app(ServeSettings(model_id="tiny"), lambda: OutOfMemoryOnce(backends["pytorch"], 3),
+                     load_in_background=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post(CHAT, json=chat(max_tokens=10, ignore_eos=True))
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+        assert r.json()["error"]["code"] == "out_of_memory"
+        assert client.get("/ready").status_code == 200  # transient: no readiness flap, no restart
+        r = client.post(CHAT, json=chat(max_tokens=10, ignore_eos=True))
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 10
+        assert 'salesai_requests_rejected_total{reason="out_of_memory"} 1.0' in client.get("/metrics").text
+    backends["pytorch"].reset()
+
+
 # ------------------------------------------------------------------------------------------- limits
 def test_LIM_01_body_too_large_by_length_and_chunked(make_client: Any) -> None:
     client = make_client(max_body_bytes=2000)

@@ -104,6 +104,22 @@ def test_VAL_09_out_of_range_sampling_options(client: Any, field: str, value: An
     assert error_of(client.post(COMPLETIONS, json=completion(**{field: value})))["param"] == field
 
 
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_LIM_03_n_times_max_tokens_over_the_request_budget(make_client: Any, backend: str) -> None:
+    client = make_client(backend, max_request_tokens=40)
+    counted = prompt_tokens_counted(client)
+    err = error_of(client.post(COMPLETIONS, json=completion(n=3, max_tokens=20)))
+    assert err["code"] == "request_tokens_exceeded" and err["param"] == "max_tokens"
+    assert "n (3) x max_tokens (20) = 60 completion tokens; at most 40" in err["message"]
+    assert prompt_tokens_counted(client) == counted  # refused before any work
+    r = client.post(COMPLETIONS, json=completion(n=2, max_tokens=20, ignore_eos=True, temperature=0))
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 40  # exactly the budget
+    body = chat(n=4, ignore_eos=True, temperature=0)  # no max_tokens: the default shrinks to budget // n
+    del body["max_tokens"]
+    r = client.post(CHAT, json=body)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 40
+
+
 def test_VAL_10_stream_options_need_stream(client: Any) -> None:
     err = error_of(client.post(CHAT, json=chat(stream_options={"include_usage": True})))
     assert err["param"] == "stream_options"

@@ -208,3 +208,41 @@ def test_remote_media_settings_are_checked() -> None:
             ServeSettings(media_url_hosts=bad).check()
     with pytest.raises(SalesAIError, match="--media-url-max-bytes"):
         ServeSettings(media_url_max_bytes=0).check()
+
+
+def test_BP_02_a_rejected_10_mb_image_is_never_decoded(vision_backend: Any) -> None:
+    """Queue full: a request carrying a ~10 MB image gets its 503 before its body is parsed or its image
+    decoded (admission comes first); with room, the same body does reach the image reader."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from salesai_serve.app import create_app
+    from salesai_serve.settings import ServeSettings
+
+    class Spy:
+        def __init__(self) -> None:
+            self.decoded = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(vision_backend, name)
+
+        def prepare_media(self, modality: str, data: bytes) -> Any:
+            self.decoded += 1
+            return vision_backend.prepare_media(modality, data)
+
+    spy = Spy()
+    settings = ServeSettings(model_id="vis", max_batch_size=1, max_queue=0, max_body_bytes=20_000_000)
+    app = create_app(settings, lambda: spy, load_in_background=False)  # type: ignore[arg-type, return-value]
+    body = {"model": "vis", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        _image("data:image/png;base64," + base64.b64encode(os.urandom(7_500_000)).decode())]}]}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        engine = app.state.server.engine
+        engine.reserve(1)  # the only place is taken
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and spy.decoded == 0
+        assert len(r.request.content) > 10_000_000
+        engine.release(1)
+        r = client.post("/v1/chat/completions", json=body)  # admitted: parsed and handed to the reader
+        assert r.status_code == 400 and "could not read the image" in r.json()["error"]["message"]
+        assert spy.decoded == 1 and engine.in_flight == 0

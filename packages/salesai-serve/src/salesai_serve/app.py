@@ -93,6 +93,11 @@ class ServerState:
             return unavailable("backend made no progress", code="backend_stalled", retry_after=5)
         return None
 
+    def abort_in_flight(self) -> None:
+        """The drain deadline passed: the engine ends every queued and running request (503)."""
+        if self.engine is not None:
+            self.engine.request_abort("server shutting down: the drain timeout passed", code="shutting_down")
+
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop()
@@ -164,10 +169,13 @@ def create_app(
         return _error_response(APIError(413, f"request body over {settings.max_body_bytes} bytes",
                                         code="request_too_large"))
 
+    from starlette.requests import ClientDisconnect
+
     from salesai_serve.streaming import ClientDisconnected
 
     @app.exception_handler(ClientDisconnected)
-    async def _gone(request: Request, exc: ClientDisconnected) -> Any:
+    @app.exception_handler(ClientDisconnect)  # the body never arrived (client gone or read deadline)
+    async def _gone(request: Request, exc: Exception) -> Any:
         return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
 
     @app.exception_handler(Exception)

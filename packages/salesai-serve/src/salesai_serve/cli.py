@@ -10,6 +10,7 @@ up to `--shutdown-timeout` seconds, then exits 0; a second signal exits at once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +38,8 @@ def serve(
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body (413)."),
     max_tokens_cap: Optional[int] = typer.Option(
         None, "--max-tokens-cap", help="Largest max_tokens accepted (default: the context length)."),
+    max_request_tokens: int = typer.Option(
+        4096, "--max-request-tokens", help="n x max_tokens one request may ask for (400 above)."),
     max_inputs: int = typer.Option(64, "--max-inputs", help="Texts per /v1/classify request (classifiers)."),
     rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Requests per minute per API key."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allowed CORS origin (repeatable)."),
@@ -49,6 +52,8 @@ def serve(
         5.0, "--media-url-timeout", help="Seconds to fetch one image URL, in all (400 when slower)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the backend."),
     shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", help="Seconds to drain on SIGTERM."),
+    read_timeout: float = typer.Option(
+        30.0, "--read-timeout", help="Seconds a request's headers and body may take to arrive."),
     enable_docs: bool = typer.Option(False, "--enable-docs", help="Serve /docs and /openapi.json."),
     no_metrics: bool = typer.Option(False, "--no-metrics", help="Disable /metrics."),
     metrics_auth: bool = typer.Option(False, "--metrics-auth", help="Require the API key for /metrics."),
@@ -72,7 +77,8 @@ def serve(
         metrics_public=not metrics_auth, enable_metrics=not no_metrics, enable_docs=enable_docs,
         cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
         queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
-        max_inputs=max_inputs, rate_limit_rpm=rate_limit, shutdown_timeout_s=shutdown_timeout,
+        max_inputs=max_inputs, max_request_tokens=max_request_tokens, rate_limit_rpm=rate_limit,
+        shutdown_timeout_s=shutdown_timeout, read_timeout_s=read_timeout,
         media_url_hosts=list(media_url_host), media_url_max_bytes=media_url_max_bytes,
         media_url_timeout_s=media_url_timeout,
     )
@@ -90,34 +96,59 @@ def serve(
 
 def run_server(settings: Any, loader: Any, log_level: str = "info") -> None:
     """Run uvicorn until SIGTERM/SIGINT; the first signal drains, a second exits at once."""
-    import uvicorn
-
     from salesai_serve.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, loader)
+    server = make_server(create_app(settings, loader), settings, log_level)
+    print(f"salesai serve: http://{settings.host}:{settings.port}/v1 (model '{settings.model_id}', "
+          f"{'API key required' if settings.api_keys else 'no API key'})", flush=True)
+    server.run()
+
+
+def make_server(app: Any, settings: Any, log_level: str = "info") -> Any:
+    """A uvicorn.Server for `app` whose signals drain: see `handle_exit`."""
+    import threading
+
+    import uvicorn
+
     state = app.state.server
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            # Not recorded for re-raising (uvicorn would re-raise SIGTERM after shutdown and the
-            # process would end with -15 instead of 0); a second signal of either kind forces exit.
+            """First signal: /ready and new requests answer 503, in-flight requests get
+            `shutdown_timeout_s` to finish, then the engine ends the rest with an error (SD-02:
+            an SSE error event or a 503); uvicorn stops anyway 2 s later. Second signal: exit now.
+            Signals are not recorded for re-raising (uvicorn would re-raise SIGTERM after
+            shutdown and the process would end with -15 instead of 0)."""
             if self.should_exit:
                 self.force_exit = True
                 return
-            state.draining = True  # /ready -> 503 and new requests -> 503 from now on
+            state.draining = True
             self.should_exit = True
+            timer = threading.Timer(settings.shutdown_timeout_s, state.abort_in_flight)
+            timer.daemon = True
+            timer.start()
 
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                            timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
-                            timeout_keep_alive=5, server_header=False, access_log=False)
-    print(f"salesai serve: http://{settings.host}:{settings.port}/v1 (model '{settings.model_id}', "
-          f"{'API key required' if settings.api_keys else 'no API key'})", flush=True)
-    Server(config).run()
+    return Server(uvicorn_config(app, settings, log_level))
+
+
+def uvicorn_config(app: Any, settings: Any, log_level: str = "info") -> Any:
+    """uvicorn's Config for `app`: the read deadline per request (slow clients), keep-alive 5 s,
+    no server header or access log, and a hard stop a little after the drain deadline."""
+    import uvicorn
+
+    from salesai_serve.slowclients import read_deadline_protocol
+
+    state = app.state.server
+    protocol = read_deadline_protocol(settings.read_timeout_s, lambda: state.metrics.rejected("read_timeout"))
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                          http=protocol or "auto", timeout_keep_alive=5, server_header=False,
+                          access_log=False,
+                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s) + 2)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-__all__ = ["register", "run_server", "serve"]
+__all__ = ["make_server", "register", "run_server", "serve", "uvicorn_config"]

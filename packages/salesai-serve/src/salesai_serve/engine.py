@@ -10,6 +10,14 @@ Each `step()`:
 4. runs one batched decode step for the rest (`backend.decode`).
 New requests join between decode steps, finished ones leave: continuous batching.
 
+Faults: a failing prefill fails its request alone (500); a failing batched decode fails every
+row of that step (500) and counts towards `failures` (3 in a row: /ready answers 503). Running
+out of memory (`MemoryError`, torch's `OutOfMemoryError`, ONNX Runtime's "Failed to allocate
+memory") is a transient state, not a broken backend: the affected requests get a 503 with
+Retry-After (`out_of_memory`, the OpenAI client retries it), the KV rows are dropped to give the
+memory back, `failures` is not counted (no readiness flap, no restart loop) and the next step
+serves the waiting requests as usual.
+
 Events go to each sequence's `sink` (a callable, called from the engine's thread):
 `Event("start")` when scheduled, `Event("delta", text, token)` per token,
 `Event("finish", finish_reason=...)` with usage, or `Event("error", error=APIError)`.
@@ -50,6 +58,16 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+OOM_MESSAGES = ("out of memory", "failed to allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch.OutOfMemoryError (any device), or an ONNX Runtime allocation failure."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in OOM_MESSAGES)
+
 log = logging.getLogger("salesai_serve")
 _ids = itertools.count()
 
@@ -102,6 +120,7 @@ class Engine:
         self.wakeup = threading.Event()  # set when there is new work
         self.failures = 0  # failed forward passes since the last good decode step (health)
         self.busy_since: float | None = None  # start of the forward pass in progress (health)
+        self._abort: tuple[str, str] | None = None  # (message, code) set by request_abort
 
     # -- admission (any thread) ----------------------------------------------------------------
     @property
@@ -205,7 +224,8 @@ class Engine:
                           else self.backend.add(seq.prompt_ids))
                 seq.sampler = self.backend.sampler(seq.params, seq.prompt_ids, seq.index)
             except Exception as exc:
-                self.failures += 1
+                if not is_out_of_memory(exc):
+                    self.failures += 1
                 self._fail(seq, exc)
                 continue
             finally:
@@ -220,6 +240,13 @@ class Engine:
                 self._fail(seq, exc)
 
     def _fail(self, seq: SequenceState, exc: BaseException) -> None:
+        if is_out_of_memory(exc):
+            if self.metrics:
+                self.metrics.rejected("out_of_memory")
+            error = unavailable(f"out of memory while generating (request {seq.id}); retry later",
+                                code="out_of_memory", retry_after=2)
+            self._finish(seq, Event("error", error=error))
+            return
         if self.metrics:
             self.metrics.rejected("server_error")
         reason = "non-finite logits" if isinstance(exc, FloatingPointError) else "generation failed"
@@ -253,8 +280,17 @@ class Engine:
         if finish is not None:
             self._finish(seq, Event("finish", finish_reason=finish))
 
+    def request_abort(self, message: str, code: str) -> None:
+        """Any thread: `abort_all` at the start of the engine thread's next step (never mid-forward)."""
+        self._abort = (message, code)
+        self.wakeup.set()
+
     def step(self) -> bool:
         """One scheduling iteration (see the module docstring); returns whether work remains."""
+        if self._abort is not None:
+            message, code = self._abort
+            self._abort = None
+            self.abort_all(message, code=code)
         self._expire_and_drop()
         self._admit()
         for seq in self.running:
@@ -268,7 +304,8 @@ class Engine:
                 logits = self.backend.decode([int(t) for t in tokens if t is not None])
                 self.failures = 0
             except Exception as exc:
-                self.failures += 1
+                if not is_out_of_memory(exc):  # out of memory is transient: see the module docstring
+                    self.failures += 1
                 for seq in self.running:
                     self._fail(seq, exc)
                 self.running = []
@@ -340,4 +377,4 @@ class EngineThread:
         return self._thread.is_alive()
 
 
-__all__ = ["Engine", "EngineThread", "Event", "SequenceState"]
+__all__ = ["Engine", "EngineThread", "Event", "SequenceState", "is_out_of_memory"]

@@ -1,7 +1,7 @@
 """Prometheus metrics of one server (its own registry, so several apps can live in one process).
 
 Series (prefix `salesai_`): requests_waiting / requests_running (gauges), requests_rejected_total
-{reason: queue_full, queue_timeout, rate_limit, draining, not_ready, server_error},
+{reason: queue_full, queue_timeout, rate_limit, draining, not_ready, server_error, out_of_memory},
 client_disconnects_total, prompt_tokens_total, generation_tokens_total, and histograms
 time_to_first_token_seconds, inter_token_latency_seconds, e2e_request_latency_seconds,
 queue_wait_seconds. Names follow vLLM's / TGI's where they have one.

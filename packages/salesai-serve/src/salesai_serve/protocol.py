@@ -3,15 +3,16 @@
 Accepted (OpenAI names): model, prompt (completions: a string, a list of token ids, or a list
 holding one string), messages (chat: role system/developer/user/assistant, content a string or
 a list of {"type": "text"} parts, plus image_url / input_audio parts for a model with those
-encoders: see `media.py`), max_tokens / max_completion_tokens (the latter wins when
-both are set), temperature [0, 2], top_p (0, 1], n [1, max_n], stop (a string or up to
-max_stop strings), seed, stream, stream_options {include_usage} (only with stream: true), and
-the extras top_k (-1 or 0 = off), repetition_penalty (0, 10], ignore_eos. Unknown fields are
-ignored (newer OpenAI clients send more); fields that would change the output in a way this
-server cannot honour (echo, suffix, logit_bias, logprobs, best_of > 1, tools, non-zero
-frequency/presence penalties, non-text response_format) are refused rather than ignored.
+encoders: see `media.py`), max_tokens / max_completion_tokens (the latter wins when both are
+set; n x max_tokens at most `max_request_tokens`), temperature [0, 2], top_p (0, 1],
+n [1, max_n], stop (a string or up to max_stop strings), seed, stream, stream_options
+{include_usage} (only with stream: true), and the extras top_k (-1 or 0 = off),
+repetition_penalty (0, 10], ignore_eos. Unknown fields are ignored (newer OpenAI clients send
+more); fields that would change the output in a way this server cannot honour (echo, suffix,
+logit_bias, logprobs, best_of > 1, tools, non-zero frequency/presence penalties, non-text
+response_format) are refused rather than ignored.
 Defaults: max_tokens 16 for completions (as OpenAI), min(default_max_tokens, room left in the
-context) for chat; temperature 1.0; an empty prompt is a 400.
+context, max_request_tokens // n) for chat; temperature 1.0; an empty prompt is a 400.
 """
 
 from __future__ import annotations
@@ -226,9 +227,15 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
     cap = settings.max_tokens_cap or context
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     size = len(ids) + extra
+    n = _integer(body, "n", 1, settings.max_n, 1)
+    assert n is not None
+    budget = settings.max_request_tokens
     default = 16 if kind == "completion" else max(1, min(settings.default_max_tokens, context - size))
-    max_tokens = _integer(body, name, 1, cap, default)
+    max_tokens = _integer(body, name, 1, cap, max(1, min(default, budget // n)))
     assert max_tokens is not None
+    if n * max_tokens > budget:
+        raise invalid(f"n ({n}) x {name} ({max_tokens}) = {n * max_tokens} completion tokens; at most "
+                      f"{budget} per request", name, code="request_tokens_exceeded")
     if size + max_tokens > context:
         raise invalid(f"This model's maximum context length is {context} tokens; the prompt has {size} "
                       f"tokens and {name} is {max_tokens} ({size + max_tokens} in all)", name,
@@ -254,8 +261,6 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
         stop=_stop(body, settings),
         ignore_eos=_bool(body, "ignore_eos"),
     )
-    n = _integer(body, "n", 1, settings.max_n, 1)
-    assert n is not None
     return ParsedRequest(kind, ids, params, n, stream, include_usage, stop_ids, media or None, extra)
 
 

@@ -34,6 +34,7 @@ class ServeSettings:
     max_tokens_cap: int | None = None  # largest accepted max_tokens; None = the context length
     default_max_tokens: int = 256  # chat completions without max_tokens (completions: 16, as OpenAI)
     max_n: int = 4  # choices per request
+    max_request_tokens: int = 4096  # n x max_tokens of one request (LIM-03); more -> 400
     max_stop: int = 4  # stop strings per request
     max_stop_chars: int = 64  # characters per stop string
     max_messages: int = 256  # chat messages per request
@@ -44,6 +45,7 @@ class ServeSettings:
     media_url_timeout_s: float = 5.0  # connect + download of one image, in all -> 400 when slower
     rate_limit_rpm: float | None = None  # requests per minute per API key; None = no limit
     shutdown_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
+    read_timeout_s: float = 30.0  # a request's headers + body must arrive within this (slowloris guard)
     ping_interval_s: float = 10.0  # SSE comment pings while nothing else is sent
     progress_timeout_s: float = 120.0  # a forward pass stuck this long makes /ready answer 503
 
@@ -55,9 +57,11 @@ class ServeSettings:
                 "(--api-key-file or SALESAI_API_KEY); pass --allow-unauthenticated to serve without one"
             )
         for name in ("max_batch_size", "max_n", "max_stop", "max_inputs", "max_body_bytes",
-                     "default_max_tokens"):
+                     "default_max_tokens", "max_request_tokens"):
             if getattr(self, name) < 1:
                 raise SalesAIError(f"{name}={getattr(self, name)}: expected an integer >= 1")
+        if self.read_timeout_s <= 0 or self.shutdown_timeout_s < 0:
+            raise SalesAIError("--read-timeout / --shutdown-timeout: expected seconds > 0")
         if self.media_url_max_bytes < 1 or self.media_url_timeout_s <= 0:
             raise SalesAIError("--media-url-max-bytes / --media-url-timeout: expected values > 0")
         if any(not h.strip() or "/" in h or h.startswith("*") for h in self.media_url_hosts):
