@@ -133,7 +133,7 @@ def test_chat_template_uses_role_symbols_and_escapes_them_in_content(tokenizer: 
     assert tokenizer.decode(ids) == chat_prompt_text(messages)[len("<s>"):]
 
 
-def test_cancel_running_and_queued_frees_slots(backends: Any, tokenizer: Any) -> None:
+def test_CAN_03_cancel_running_and_queued_frees_slots(backends: Any, tokenizer: Any) -> None:
     """CAN-01/CAN-03: a cancelled running sequence leaves the batch at the next step; a queued one never
     starts."""
     from salesai_serve.metrics import Metrics
@@ -155,7 +155,7 @@ def test_cancel_running_and_queued_frees_slots(backends: Any, tokenizer: Any) ->
     assert metrics.value("salesai_client_disconnects_total") == 2
 
 
-def test_admission_queue_full_and_queue_timeout() -> None:
+def test_BP_01_03_admission_queue_full_and_queue_timeout() -> None:
     """BP-01 (capacity = batch + queue, the rest refused at once with 503) and BP-03 (504)."""
 
     class Clock:
@@ -184,7 +184,8 @@ def test_admission_queue_full_and_queue_timeout() -> None:
         engine.submit([2, 5], SamplingParams(max_tokens=63), sink)
 
 
-def test_failing_request_fails_alone_and_nan_logits_fail_cleanly(backends: Any, tokenizer: Any) -> None:
+def test_FLT_01_03_failing_request_fails_alone_and_nan_logits_fail_cleanly(backends: Any,
+                                                                           tokenizer: Any) -> None:
     """FLT-01 (a prefill that raises fails only its request), FLT-03 (NaN logits: server_error, no hang)."""
     backend = backends["pytorch"]
     bad = tokenizer.encode("x", add_bos=True)

@@ -125,8 +125,8 @@ def _expected(backend: str, model: Any, paths: dict[str, Path], ids: list[int], 
     return out[0]
 
 
-def test_MM_greedy_image_answer_equals_generate(vision_client: Any, vision_model: Any, tokenizer: Any,
-                                                 vision_paths: dict[str, Path]) -> None:
+def test_MM_10_PAR_01_greedy_image_answer_equals_generate(
+        vision_client: Any, vision_model: Any, tokenizer: Any, vision_paths: dict[str, Path]) -> None:
     # PyTorch: == model.generate(images=...); ONNX Runtime: == OrtGenerator.generate(media=...),
     # i.e. `salesai generate EXPORT --image pic.png` (fp32 and int8 graphs, torch-free path)
     from salesai_serve.text import chat_prompt_ids
@@ -176,7 +176,7 @@ def test_MM_image_requests_batch_with_text_requests(vision_client: Any, tokenize
     ("http://169.254.169.254/latest/meta-data", "remote URLs are not fetched"),      # MM-06
     ("file:///etc/passwd", "remote URLs are not fetched"),                           # MM-06
 ])
-def test_MM_01_02_03_06_bad_images_are_400(vision_client: Any, url: str, fragment: str) -> None:
+def test_MM_01_02_03_04_06_bad_images_are_400(vision_client: Any, url: str, fragment: str) -> None:
     r = _chat(vision_client, [_image(url), {"type": "text", "text": "hi"}])
     assert r.status_code == 400, r.text
     error = r.json()["error"]

@@ -125,10 +125,11 @@ def test_LIM_02_slow_headers_and_slow_body_are_cut_others_unaffected(backends: A
             assert client.post("/v1/completions", json=_completion()).status_code == 200
 
 
-def test_HL_05_probes_answer_during_full_load_and_a_long_prefill(backends: Any) -> None:
+def test_HL_05_BP_05_probes_answer_during_full_load_and_a_long_prefill(backends: Any) -> None:
     """The engine thread is stuck in a prefill (held until the test lets it go) and batch + queue are
     full: /health, /ready and /metrics still answer, without a key and without secrets, while
-    inference requests get their immediate 503; nothing the probes do waits for the prefill."""
+    inference requests get their immediate 503; nothing the probes do waits for the prefill.
+    BP-05: /metrics shows the queue depth, the running request and the rejection by reason."""
     import httpx
 
     with serving(backends, max_batch_size=1, max_queue=1) as (url, _, app, paced):
@@ -138,18 +139,21 @@ def test_HL_05_probes_answer_during_full_load_and_a_long_prefill(backends: Any) 
         with httpx.Client(base_url=url, headers=_auth(), timeout=120) as client:
             workers = [threading.Thread(target=lambda: results.append(
                 client.post("/v1/completions", json=_completion()))) for _ in range(2)]
-            for w in workers:
-                w.start()
-            assert paced.prefilling.wait(60)
+            workers[0].start()
+            assert paced.prefilling.wait(60)  # the first is in its prefill, the second will wait
+            workers[1].start()
             until(lambda: app.state.server.engine.in_flight == 2)
             with httpx.Client(base_url=url, timeout=30) as probe:  # no key
                 for path in ("/health", "/health/live", "/ready", "/health/ready", "/metrics"):
                     r = probe.get(path)
                     assert r.status_code == 200, (path, r.text)
                     assert KEY not in r.text
-                assert 'salesai_requests_running' in probe.get("/metrics").text
-            full = client.post("/v1/completions", json=_completion())
-            assert full.status_code == 503 and full.json()["error"]["code"] == "queue_full"
+                metrics = probe.get("/metrics").text
+                assert "salesai_requests_waiting 1.0" in metrics and "salesai_requests_running" in metrics
+                full = client.post("/v1/completions", json=_completion())
+                assert full.status_code == 503 and full.json()["error"]["code"] == "queue_full"
+                rejected = 'salesai_requests_rejected_total{reason="queue_full"} 1.0'
+                assert rejected in probe.get("/metrics").text
             paced.hold.set()
             for w in workers:
                 w.join(120)
@@ -225,3 +229,30 @@ def test_SD_04_second_signal_during_drain_exits_at_once(checkpoint: Any) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_CAN_04_disconnect_during_a_long_prefill_frees_the_slot(backends: Any) -> None:
+    """The client goes away while its prompt is being prefilled: the result is discarded at the next
+    step (no token reaches anyone), the row and the admission place are freed, the disconnect counted."""
+    with serving(backends, max_batch_size=1, max_queue=0) as (url, _, app, paced):
+        state = app.state.server
+        port = int(url.rsplit(":", 1)[1])
+        paced.hold.clear()
+        paced.prefilling.clear()
+        body = json.dumps(_completion(max_tokens=60, stream=True)).encode()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert paced.prefilling.wait(60)  # the engine thread is inside this request's prefill
+        sock.close()
+        until(lambda: state.metrics.value("salesai_client_disconnects_total") == 1)
+        generated = state.metrics.value("salesai_generation_tokens_total")
+        paced.hold.set()  # the prefill finishes; its result must not go on
+        until(lambda: state.engine.in_flight == 0 and not state.engine.has_work)
+        assert state.engine.backend.rows == 0
+        assert state.metrics.value("salesai_generation_tokens_total") <= generated + 1  # at most the first
+        import httpx
+
+        with httpx.Client(base_url=url, headers=_auth(), timeout=60) as client:  # the slot is free again
+            r = client.post("/v1/completions", json=_completion())
+            assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
