@@ -7,7 +7,8 @@ better than a model pretrained on all tasks jointly and fine-tuned the same way.
 - MAML (Finn et al. 2017): inner SGD on the support set, the outer loss on the query set
   is differentiated through the inner steps (`create_graph=True`, second order).
 - FOMAML: the same, treating the inner gradients as constants (first order).
-- Reptile (Nichol et al. 2018): k inner SGD steps, then theta += eps * (phi - theta).
+- Reptile (Nichol et al. 2018): k inner SGD steps, then an outer step along phi - theta (averaged
+  over the batch of tasks), taken by Adam: theta - phi is the outer "gradient".
 - Joint pretraining (the baseline): regress every task's points with one network.
 
 The sine protocol: amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]; a 1-40-40-1 ReLU MLP;
@@ -135,10 +136,9 @@ class MetaConfig:
     k: int = 10  # support (and query) points per task
     inner_lr: float = 0.01  # SGD step size of the inner loop (and of adaptation at test time)
     inner_steps: int = 1  # MAML/FOMAML inner steps while training
-    meta_lr: float = 1e-3  # Adam step size of the outer loop (MAML, FOMAML, joint)
+    meta_lr: float = 1e-3  # Adam step size of the outer loop (every method)
     reptile_steps: int = 10  # Reptile inner steps
     reptile_inner_lr: float = 0.01  # 0.02 diverged (NaN) after ~8000 meta-steps
-    reptile_eps: float = 0.1  # Reptile outer step size, annealed linearly to 0
     seed: int = 0
 
 
@@ -156,13 +156,13 @@ def meta_train(cfg: MetaConfig, tasks: SineTasks | None = None,
     for it in range(cfg.iterations):
         amp, phase = tasks.sample(cfg.meta_batch, gen)
         if cfg.method == "reptile":
-            eps = cfg.reptile_eps * (1 - it / cfg.iterations)
             x, y = tasks.points(amp, phase, cfg.k, gen)  # (n, k, 1)
             fast = adapt(per_task(params, cfg.meta_batch), functools.partial(task_mse, x=x, y=y),
                          cfg.reptile_inner_lr, cfg.reptile_steps)
-            with torch.no_grad():  # theta += eps * mean over tasks of (phi_t - theta)
+            with torch.no_grad():  # outer "gradient": theta - mean over tasks of phi_t
                 for n, p in params.items():
-                    p.add_(eps * (fast[n].mean(dim=0) - p))
+                    p.grad = p - fast[n].mean(dim=0)
+            opt.step()
         else:
             support = tasks.points(amp, phase, cfg.k, gen)
             opt.zero_grad()
