@@ -44,7 +44,7 @@ from salesai.errors import SalesAIError
 from salesai.sampling import check_sampling
 
 MANIFEST_FILENAME = "manifest.json"
-VARIANTS = ("fp32", "int8")
+VARIANTS = ("fp32", "int8", "q8", "q4")  # q8 / q4: block-wise 8 / 4-bit weights (decoder.q8.onnx, ...)
 DEFAULT_THREADS = 2  # this project's reference machine has 2 shared cores
 
 

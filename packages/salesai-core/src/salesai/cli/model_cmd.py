@@ -72,12 +72,22 @@ def _onnxruntime_int8_backend(source: Path, opts: GenerateOptions) -> Runner:
     return _onnxruntime_backend(source, opts, variant="int8")
 
 
+def _onnxruntime_q8_backend(source: Path, opts: GenerateOptions) -> Runner:
+    return _onnxruntime_backend(source, opts, variant="q8")
+
+
+def _onnxruntime_q4_backend(source: Path, opts: GenerateOptions) -> Runner:
+    return _onnxruntime_backend(source, opts, variant="q4")
+
+
 # name -> loader(source, options) -> runner. Other backends add themselves here
 # (e.g. "onnxruntime", whose loader must not import torch).
 BACKENDS: dict[str, Callable[[Path, GenerateOptions], Runner]] = {
     "torch": _torch_backend,
     "onnxruntime": _onnxruntime_backend,  # CHECKPOINT is an ONNX export dir (salesai export --format onnx)
     "onnxruntime-int8": _onnxruntime_int8_backend,  # the same export, its decoder.int8.onnx
+    "onnxruntime-q8": _onnxruntime_q8_backend,  # decoder.q8.onnx (--quantize q8: 8-bit blocks of 32)
+    "onnxruntime-q4": _onnxruntime_q4_backend,  # decoder.q4.onnx (--quantize q4)
 }
 
 
@@ -121,7 +131,7 @@ def generate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
     backend: str = typer.Option(
         "torch", "--backend",
-        help="torch, onnxruntime or onnxruntime-int8 (CHECKPOINT is then an ONNX export dir)."),
+        help="torch, onnxruntime, onnxruntime-int8, -q8 or -q4 (CHECKPOINT is then an ONNX export dir)."),
     tokenizer_path: Optional[Path] = typer.Option(
         None, "--tokenizer", help="Tokenizer dir or .model file (default: the checkpoint's)."),
     no_bos: bool = typer.Option(False, "--no-bos", help="Do not start the prompt with <s>."),

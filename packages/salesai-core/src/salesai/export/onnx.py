@@ -5,6 +5,9 @@ What: `export_onnx(model, tokenizer, out_dir, ...)` writes an export directory
     decoder.onnx        token ids (+ injected embeddings) + mask + positions + past K/V
                         -> logits + present K/V, dynamic batch / sequence / past axes
     decoder.int8.onnx   (with quantize="int8") ONNX Runtime dynamic int8 quantisation
+    decoder.q8.onnx     (with quantize="q8") 8-bit weights in blocks of 32, one MoE operator per
+                        layer (`salesai.export.onnx_blockwise`); decoder.q4.onnx the same at 4 bits;
+                        several at once: quantize="int8,q8"
     encoder_<m>.onnx    per modality m of a multimodal model: preprocessed inputs (K, ...) ->
                         projected embeddings (K, N, hidden_dim), encoder + projector, dynamic K
                         (and encoder_<m>.int8.onnx with quantize="int8")
@@ -59,7 +62,7 @@ EXPORTER = "torchscript"
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 OPSET_RANGE = {"torchscript": (14, 20), "dynamo": (18, 23)}
 VERIFY_TOLERANCE = 1e-4  # max |logit diff| allowed between PyTorch and ONNX Runtime (fp32)
-QUANTIZE_CHOICES = ("int8",)
+QUANTIZE_CHOICES = ("int8", "q8", "q4")  # q8 / q4: block-wise, see salesai.export.onnx_blockwise
 # int8 settings (see docs/export.md for the measurements behind them).
 INT8_PER_CHANNEL = True
 INT8_WEIGHT_TYPE = "QInt8"
@@ -258,7 +261,8 @@ def export_onnx(
 ) -> Path:
     """Export `model` (+ `tokenizer`) to `out_dir` as described in the module docstring; return `out_dir`.
 
-    `opset`: ONNX opset (default 17); `quantize`: None or "int8"; `verify`: compare with PyTorch
+    `opset`: ONNX opset (default 17); `quantize`: None, "int8", "q8", "q4" or several joined by
+    commas ("int8,q8"); `verify`: compare with PyTorch
     (fails above 1e-4 in fp32); `force`: replace a non-empty `out_dir`; `threads`: ORT threads
     for verification; `progress`: called with a short message before each stage.
     """
@@ -271,8 +275,7 @@ def export_onnx(
     opset = DEFAULT_OPSET[exporter] if opset is None else int(opset)
     if not lo <= opset <= hi:
         raise SalesAIError(f"--opset {opset}: expected {lo}..{hi} for the {exporter} exporter")
-    if quantize is not None and quantize not in QUANTIZE_CHOICES:
-        raise SalesAIError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE_CHOICES)}")
+    variants = quantize_variants(quantize)
     out_dir = Path(out_dir)
     _prepare_target(out_dir, force)
     cfg: Any = model.config
@@ -326,7 +329,7 @@ def export_onnx(
                     )
 
             quantization: dict[str, Any] | None = None
-            if quantize == "int8":
+            if "int8" in variants:
                 from salesai.export.onnx_verify import int8_weight_share, verify_decoder
 
                 say("quantising to int8 (ONNX Runtime dynamic quantisation)")
@@ -365,14 +368,41 @@ def export_onnx(
                         mm = verify_multimodal(src, tmp, encoders, threads=threads, int8=True)
                         quantization["verification"]["multimodal_prefill"] = mm
 
+            quantizations: dict[str, Any] = {"int8": quantization} if quantization else {}
+            for variant in (v for v in variants if v != "int8"):
+                from salesai.export.onnx_blockwise import export_blockwise
+
+                say(f"quantising to {variant} (block-wise weights, one MoE operator per layer)")
+                t0 = time.perf_counter()
+                graphs[f"decoder_{variant}"], quantizations[variant] = export_blockwise(
+                    src, graph, tmp, variant, opset, verify, threads, external)
+                timings[f"quantize_{variant}_s"] = round(time.perf_counter() - t0, 3)
+            (tmp / "decoder.fused.tmp.onnx").unlink(missing_ok=True)  # onnx_blockwise.FUSED_FILE
+
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
+            if quantization is None and quantizations:
+                quantization = next(iter(quantizations.values()))
             manifest = _manifest(cfg, tokenizer, graphs, encoders, exporter, opset, quantization,
                                  verification, timings)
+            manifest["quantizations"] = quantizations
             (tmp / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     finally:
         model.train(was_training)
     return out_dir
+
+
+def quantize_variants(quantize: Any) -> list[str]:
+    """None / "int8" / "q8,int8" / ["q8", "q4"] -> the list of quantised decoders to write."""
+    if quantize is None or quantize == "":
+        return []
+    items = quantize.split(",") if isinstance(quantize, str) else list(quantize)
+    names = [str(i).strip() for i in items if str(i).strip()]
+    bad = [n for n in names if n not in QUANTIZE_CHOICES]
+    if bad or not names:
+        raise SalesAIError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE_CHOICES)} "
+                           "(or several joined by commas)")
+    return list(dict.fromkeys(names))
 
 
 def _check(path: Path) -> None:
