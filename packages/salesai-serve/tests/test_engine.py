@@ -60,6 +60,7 @@ def test_batched_greedy_equals_generate_on_both_backends(backend: Any, model: An
         budget = 96 - len(ids) - 7 * i  # some rows run to the full context: compaction happens
         jobs.append((ids, budget, *submit(engine, ids, max_tokens=budget, temperature=0.0, ignore_eos=True)))
     run(engine)
+    assert engine.prefill_batches >= 1  # the first three arrived together: one joint, left-padded prefill
     for ids, budget, _, sink in jobs:
         expected = model.generate([ids], max_new_tokens=budget, temperature=0.0, stop_token_ids=[])[0]
         assert sink.tokens == expected
@@ -219,6 +220,39 @@ def test_FLT_01_03_failing_request_fails_alone_and_nan_logits_fail_cleanly(backe
     run(engine)
     assert nan.last.kind == "error" and nan.last.error is not None and "non-finite" in nan.last.error.message
     assert backend.rows == 0 and engine.in_flight == 0
+
+
+def test_joint_prefill_failure_falls_back_to_one_by_one(export_dir: Any, model: Any, tokenizer: Any) -> None:
+    """Prompts waiting together share one prefill forward; when that forward fails, each prompt is
+    prefilled alone, so only the failing one fails (FLT-01 holds with batched prefill too)."""
+    from salesai_serve.backends.ort_backend import OrtBackend
+
+    bad = tokenizer.encode("x", add_bos=True)
+
+    class Faulty(OrtBackend):
+        def add(self, ids: Any, media: Any = None) -> Any:
+            if list(ids) == bad:
+                raise RuntimeError("boom")
+            return super().add(ids, media)
+
+        def add_many(self, prompts: Any) -> Any:
+            if any(list(p) == bad for p in prompts):
+                raise RuntimeError("boom")
+            return super().add_many(prompts)
+
+    backend = Faulty.load(export_dir, threads=1)
+    engine = Engine(backend, max_batch_size=4)
+    prompts = [tokenizer.encode(p, add_bos=True) for p in PROMPTS[:2]]
+    good = [submit(engine, ids, max_tokens=5, temperature=0.0, ignore_eos=True)[1] for ids in prompts]
+    _, failing = submit(engine, bad, max_tokens=5, temperature=0.0)
+    run(engine)
+    assert failing.last.error is not None and failing.last.error.status == 500
+    for ids, sink in zip(prompts, good, strict=True):
+        assert sink.tokens == model.generate([ids], max_new_tokens=5, temperature=0.0, stop_token_ids=[])[0]
+    assert engine.prefill_batches == 0 and backend.rows == 0 and engine.in_flight == 0
+    together = [submit(engine, ids, max_tokens=5, temperature=0.0, ignore_eos=True)[1] for ids in prompts]
+    run(engine)
+    assert engine.prefill_batches == 1 and [s.tokens for s in together] == [s.tokens for s in good]
 
 
 class OutOfMemoryOnce:

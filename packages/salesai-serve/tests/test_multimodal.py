@@ -154,6 +154,7 @@ def test_MM_10_PAR_01_greedy_image_answer_equals_generate(
 
 def test_MM_image_requests_batch_with_text_requests(vision_client: Any, tokenizer: Any) -> None:
     # an image request and text requests in one running batch: each answer as when served alone
+    # (PyTorch, ONNX fp32; the int8 graph's dynamic quantization scales depend on the batch-mates)
     from concurrent.futures import ThreadPoolExecutor
 
     uri = _data_uri(_png((90, 160, 40)))
@@ -163,7 +164,9 @@ def test_MM_image_requests_batch_with_text_requests(vision_client: Any, tokenize
              for p in parts]
     with ThreadPoolExecutor(3) as pool:
         together = list(pool.map(lambda p: _chat(vision_client, p, ignore_eos=True), parts))
-    assert [r.json()["choices"][0]["message"]["content"] for r in together] == alone
+    assert [r.status_code for r in together] == [200] * 3
+    if vision_client.backend_name != "onnxruntime-int8":  # int8 quantizes activations per batch tensor:
+        assert [r.json()["choices"][0]["message"]["content"] for r in together] == alone  # see serving.md
 
 
 @pytest.mark.parametrize("url, fragment", [

@@ -3,8 +3,10 @@
 Each `step()`:
 1. drops cancelled requests (waiting or running) and fails waiting ones older than the
    queue timeout (504);
-2. admits waiting requests into free batch slots (up to `max_batch_size`): each is
-   prefilled alone (`backend.add`), so a request whose prefill fails fails alone;
+2. admits waiting requests into free batch slots (up to `max_batch_size`): text prompts
+   waiting together are prefilled in one forward (`backend.add_many`, left-padded), others
+   alone (`backend.add`); if a joint prefill fails, each prompt is retried alone, so a request
+   whose prefill fails fails alone;
 3. samples one token for every running sequence, decodes it to text (stop strings, UTF-8
    hold-back), emits a delta, and retires finished sequences (`backend.keep`);
 4. runs one batched decode step for the rest (`backend.decode`).
@@ -106,6 +108,7 @@ class Engine:
         queue_timeout_s: float | None = None,
         metrics: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        max_prefill_tokens: int = 4096,
     ) -> None:
         self.backend = backend
         self.max_batch_size = max_batch_size
@@ -113,6 +116,7 @@ class Engine:
         self.queue_timeout_s = queue_timeout_s
         self.metrics = metrics
         self.clock = clock
+        self.max_prefill_tokens = max_prefill_tokens  # padded positions of one joint prefill
         self.waiting: deque[SequenceState] = deque()
         self.running: list[SequenceState] = []
         self._lock = threading.RLock()
@@ -121,6 +125,7 @@ class Engine:
         self.failures = 0  # failed forward passes since the last good decode step (health)
         self.busy_since: float | None = None  # start of the forward pass in progress (health)
         self._abort: tuple[str, str] | None = None  # (message, code) set by request_abort
+        self.prefill_batches = 0  # joint prefills run (several prompts in one forward)
 
     # -- admission (any thread) ----------------------------------------------------------------
     @property
@@ -206,10 +211,15 @@ class Engine:
             self.waiting = keep
 
     def _admit(self) -> None:
-        while len(self.running) < self.max_batch_size:
+        """Move waiting requests into free batch slots. Text prompts that arrive together are
+        prefilled in one forward (`backend.add_many`, up to `max_prefill_tokens` padded positions);
+        a prompt with media, or any prompt of a backend without `add_many`, is prefilled alone."""
+        group: list[SequenceState] = []
+        width = 0
+        while len(self.running) + len(group) < self.max_batch_size:
             with self._lock:
                 if not self.waiting:
-                    return
+                    break
                 seq = self.waiting.popleft()
             if seq.cancelled:
                 self._finish(seq, None)
@@ -217,25 +227,59 @@ class Engine:
             seq.sink(Event("start"))
             if self.metrics:
                 self.metrics.queue_wait(self.clock() - seq.submitted)
-            self.busy_since = self.clock()
+            if seq.media or not self._batched_prefill:
+                self._prefill([seq])
+                continue
+            width = max(width, len(seq.prompt_ids))
+            if group and width * (len(group) + 1) > self.max_prefill_tokens:
+                self._prefill(group)
+                group, width = [], len(seq.prompt_ids)
+            group.append(seq)
+        if group:
+            self._prefill(group)
+
+    @property
+    def _batched_prefill(self) -> bool:
+        # only a Backend whose class overrides add_many (wrappers that delegate attributes do not count)
+        backend = self.backend
+        return isinstance(backend, Backend) and type(backend).add_many is not Backend.add_many
+
+    def _prefill(self, seqs: list[SequenceState]) -> None:
+        """Prefill `seqs` (together when several), join them to the batch and sample their first token.
+        If a joint prefill fails, each is retried alone, so a failing request fails alone."""
+        self.busy_since = self.clock()
+        try:
+            if len(seqs) == 1:
+                seq = seqs[0]
+                logits = [self.backend.add(seq.prompt_ids, media=seq.media) if seq.media
+                          else self.backend.add(seq.prompt_ids)]
+            else:
+                logits = self.backend.add_many([s.prompt_ids for s in seqs])
+                self.prefill_batches += 1
+        except Exception as exc:
+            if len(seqs) > 1:
+                for seq in seqs:
+                    self._prefill([seq])
+                return
+            if not is_out_of_memory(exc):
+                self.failures += 1
+            self._fail(seqs[0], exc)  # a failed prefill leaves the batch as it was
+            return
+        finally:
+            self.busy_since = None
+        for seq, row_logits in zip(seqs, logits, strict=True):
             try:
-                # a failed prefill leaves the batch as it was
-                logits = (self.backend.add(seq.prompt_ids, media=seq.media) if seq.media
-                          else self.backend.add(seq.prompt_ids))
                 seq.sampler = self.backend.sampler(seq.params, seq.prompt_ids, seq.index)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    self.failures += 1
+            except Exception as exc:  # the row was added: fail it, the next _retire drops it
+                self.running.append(seq)
                 self._fail(seq, exc)
                 continue
-            finally:
-                self.busy_since = None
             if self.metrics:
                 self.metrics.prompt_tokens(len(seq.prompt_ids) + seq.media_positions)
             seq.text = TextStream(self.backend.tokenizer, seq.params.stop)
             self.running.append(seq)
             try:
-                self._sample(seq, logits)
+                self._sample(seq, row_logits)
             except Exception as exc:
                 self._fail(seq, exc)
 

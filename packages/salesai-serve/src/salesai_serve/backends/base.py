@@ -4,6 +4,9 @@ A backend holds the rows of the running batch in a stable order (row i = the eng
 running sequence). The engine calls:
 
 - `add(ids) -> logits (V,)`: prefill one new prompt alone and append it as the last row;
+- `add_many(prompts) -> [logits (V,)]` (optional): prefill several text prompts in one forward
+  (left-padded, masked) and append them as rows in order; all or nothing (on an error no row
+  is added, and the engine falls back to `add` one by one so a bad prompt fails alone);
 - `decode(tokens) -> logits (rows, V)`: one forward for every row, one new token each;
 - `keep(indices)`: drop every other row (finished or cancelled), order preserved;
 - `sampler(params, prompt_ids)`: a per-request sampler for this backend's logits.
@@ -69,6 +72,11 @@ class Backend(ABC):
     @abstractmethod
     def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
         """Prefill `ids` (with `media` for its placeholders) as a new last row; return its logits (V,)."""
+
+    def add_many(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        """Prefill several text prompts together (see the module docstring); this default adds them one
+        at a time, and the engine only calls an `add_many` a backend class overrides."""
+        return [self.add(ids) for ids in prompts]
 
     def prepare_media(self, modality: str, data: bytes) -> tuple[Any, int]:
         """Decode one media item for `add`: (item, prompt positions it fills); see the module docstring."""

@@ -132,9 +132,25 @@ class OrtBackend(Backend):
         mask = np.ones_like(row)
         # logits (1, P, V)
         logits, present = dec.step(row, mask, positions(mask), dec.empty_past(1), embeds, embeds_mask)
-        if max(self.mask.shape[1], row.shape[1]) + 1 > self.max_seq_len:
+        self._append(present, mask, [row.shape[1]])
+        return logits[0, -1]
+
+    def add_many(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        """Prefill several text prompts in one forward (left-padded, masked) and append them as rows."""
+        from salesai.ort_runtime import left_pad, positions
+
+        dec = self.decoder
+        ids, mask = left_pad(prompts, self.pad_id)  # (k, P), (k, P)
+        logits, present = dec.step(ids, mask, positions(mask), dec.empty_past(len(prompts)))  # (k, P, V)
+        self._append(present, mask, [len(p) for p in prompts])
+        return [logits[r, -1] for r in range(len(prompts))]
+
+    def _append(self, present: list[np.ndarray], mask: np.ndarray, lengths: list[int]) -> None:
+        """Join prefilled rows (their presents (k, n_kv, P, hd), mask (k, P)) to the running batch."""
+        p = mask.shape[1]
+        if max(self.mask.shape[1], p) + 1 > self.max_seq_len:
             self._compact()
-        p, length = row.shape[1], self.mask.shape[1]
+        length = self.mask.shape[1]
         if p > length and self.rows:
             self._pad_left(p - length)
             length = p
@@ -145,8 +161,7 @@ class OrtBackend(Backend):
             present = [np.pad(t, ((0, 0), (0, 0), (pad, 0), (0, 0))) for t in present]
             self.past = [np.concatenate([a, b], axis=0) for a, b in zip(self.past, present, strict=True)]
             self.mask = np.concatenate([self.mask, np.pad(mask, ((0, 0), (pad, 0)))], axis=0)
-        self.pos.append(p)
-        return logits[0, -1]
+        self.pos.extend(lengths)
 
     def _pad_left(self, d: int) -> None:
         self.past = [np.pad(t, ((0, 0), (0, 0), (d, 0), (0, 0))) for t in self.past]

@@ -167,6 +167,7 @@ class TorchBackend(Backend):
         self.max_seq_len = int(cfg.max_seq_len)
         self.vocab_size = int(cfg.vocab_size)
         self.eos_id = int(cfg.eos_token_id)
+        self.pad_id = int(getattr(cfg, "pad_token_id", 0))
         self.add_bos = add_bos
         self.modalities = ("text", *(getattr(cfg, "encoders", None) or {}))
         param = next(model.parameters())
@@ -199,10 +200,8 @@ class TorchBackend(Backend):
         return encoder.preprocess(data), int(encoder.num_tokens())
 
     def add(self, ids: Sequence[int], media: dict[str, Any] | None = None) -> Any:
-        c = self.cache
-        device = c.valid.device
         with torch.inference_mode():
-            tokens = torch.tensor([list(ids)], device=device)  # (1, P)
+            tokens = torch.tensor([list(ids)], device=self.cache.valid.device)  # (1, P)
             embeds = None
             if media:  # placeholders expand to their items' embeddings, as in generate(media=...)
                 sp = self.model.splice_media(tokens, media)
@@ -210,22 +209,46 @@ class TorchBackend(Backend):
             p = int(tokens.shape[1])
             alone = StaticKVCache.for_model(self.model, 1, p)
             logits = self.model.step(tokens, alone, None, None, embeds)  # (1, V)
-            if max(c.length, p) + 1 > c.limit:
-                c.compact()
-            if p > c.length:
-                if c.n:
-                    c.shift_right(p - c.length)
-                else:
-                    c.length = p
-            c.reserve(c.n + 1, c.length + 1)
-            r, start = c.n, c.length - p
-            for dst, src in zip((*c.keys, *c.values), (*alone.keys, *alone.values), strict=True):
-                dst[r, :, start:c.length] = src[0]
-            c.valid[r] = False
-            c.valid[r, start:c.length] = True
-            c.pos.append(p)
-            c.n += 1
+            self._append(alone, torch.ones_like(tokens, dtype=torch.bool), [p])
         return logits[0]
+
+    def add_many(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        """Prefill several text prompts in one forward (left-padded, key-masked, as `generate` does for
+        a batch) and append them as rows."""
+        device = self.cache.valid.device
+        k, p = len(prompts), max(len(x) for x in prompts)
+        with torch.inference_mode():
+            tokens = torch.full((k, p), self.pad_id, dtype=torch.long, device=device)  # (k, P)
+            valid = torch.zeros(k, p, dtype=torch.bool, device=device)  # (k, P)
+            for r, ids in enumerate(prompts):
+                tokens[r, p - len(ids):] = torch.tensor(list(ids), device=device)
+                valid[r, p - len(ids):] = True
+            padded = not bool(valid.all())
+            positions = (valid.long().cumsum(-1) - 1).clamp_min(0) if padded else None  # (k, P)
+            batch = StaticKVCache.for_model(self.model, k, p)
+            logits = self.model.step(tokens, batch, positions, valid if padded else None)  # (k, V)
+            self._append(batch, valid, [len(x) for x in prompts])
+        return list(logits)
+
+    def _append(self, prefilled: StaticKVCache, valid: torch.Tensor, lengths: list[int]) -> None:
+        """Copy prefilled rows (keys/values (k, n_kv, P, hd), valid (k, P)) right-aligned into the slots."""
+        c = self.cache
+        k, p = valid.shape
+        if max(c.length, p) + 1 > c.limit:
+            c.compact()
+        if p > c.length:
+            if c.n:
+                c.shift_right(p - c.length)
+            else:
+                c.length = p
+        c.reserve(c.n + k, c.length + 1)
+        r, start = c.n, c.length - p
+        for dst, src in zip((*c.keys, *c.values), (*prefilled.keys, *prefilled.values), strict=True):
+            dst[r:r + k, :, start:c.length] = src[:, :, :p]
+        c.valid[r:r + k] = False
+        c.valid[r:r + k, start:c.length] = valid
+        c.pos.extend(lengths)
+        c.n += k
 
     def decode(self, tokens: Sequence[int]) -> Any:
         c = self.cache
