@@ -226,10 +226,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Multimodal: `tiny` plus a 2-layer ViT on 64x64 images (16 patches of 16 px); tests, benchmarks.
+# Trained from scratch, the image path learns at 0.03x the decoder's rate behind a LayerNorm'd
+# projector: at the full rate its features collapse to one image-independent vector within the
+# first steps (docs/vision.md, "Training from scratch").
 PRESETS["tiny-vision"] = dict(
     PRESETS["tiny"],
     encoders={"image": dict(type="vit", image_size=64, patch_size=16, hidden_dim=64, num_layers=2,
-                            num_heads=4, projector="mlp2x_gelu")},
+                            num_heads=4, projector="mlp2x_gelu", projector_norm=True, lr_scale=0.03)},
 )
 # `tiny` plus a 2-layer audio encoder (patch 4) on clips of up to 3 s; tests, benchmarks.
 PRESETS["tiny-audio"] = dict(
@@ -247,7 +250,9 @@ PRESETS["multimodal"]["encoders"] = {
 }
 
 PROJECTORS = ("mlp2x_gelu", "linear")  # LLaVA-1.5's two-layer GELU MLP, or one linear layer
-ENCODER_KEYS = ("type", "projector", "token_id")  # entry keys that are not encoder options
+# Entry keys that are not encoder options: `projector_norm` (a LayerNorm on the projector output) and
+# `lr_scale` (the Trainer's learning-rate factor for this encoder and its projector; docs/vision.md).
+ENCODER_KEYS = ("type", "projector", "projector_norm", "token_id", "lr_scale")
 DEFAULT_PLACEHOLDERS = {"image": 4, "audio": 5}  # salesai tokenizers' <image> / <audio> ids
 
 
@@ -264,6 +269,11 @@ def _check_encoders(cfg: ModelConfig) -> None:
         projector = entry.get("projector", "mlp2x_gelu")
         if projector not in PROJECTORS:
             raise SalesAIError(f"{where}.projector={projector!r}: expected one of {', '.join(PROJECTORS)}")
+        if not isinstance(entry.get("projector_norm", False), bool):
+            raise SalesAIError(f"{where}.projector_norm={entry['projector_norm']!r}: expected true or false")
+        scale = entry.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 10:
+            raise SalesAIError(f"{where}.lr_scale={scale!r}: expected a number in [0, 10]")
         cfg.placeholder_id(modality)  # a placeholder id is known
 
 

@@ -1,16 +1,16 @@
 """Multimodal plumbing: encoders built from the registry, projectors, and the LLaVA placeholder splice.
 
-What: `build_encoders(config)` makes, for each modality of `config.encoders`, the registered
-encoder (`registry("encoders")`, provided by a plugin such as salesai-vision) and a projector
-from the encoder width to the decoder width (`mlp2x_gelu`, LLaVA-1.5's Linear-GELU-Linear, or
-`linear`). `encode(model, modality, items)` runs items (preprocessed tensors, or paths/bytes the
-encoder's `preprocess` reads) through both: (K, N, hidden_dim). `splice(...)` replaces each
-placeholder token of a batch (`<image>`, `<audio>`: `config.placeholder_id(modality)`) by the N
-projected embeddings of its item, in reading order (row by row, left to right): the sequence
-grows by N - 1 per placeholder, the label of every inserted position is -100, and the rows are
-re-padded (right, or left when the batch was left-padded or `padding_side="left"`). The
-inserted positions keep the placeholder id in the expanded ids, which is exactly what the ONNX
-decoder's `embeds_mask` path and `salesai.ort_runtime` reproduce.
+What: `build_encoders(config)` makes, for each modality of `config.encoders`, the registered encoder
+(`registry("encoders")`, provided by a plugin such as salesai-vision) and a projector from the
+encoder width to the decoder width (`mlp2x_gelu`, LLaVA-1.5's Linear-GELU-Linear, or `linear`;
+`projector_norm: true` adds a LayerNorm on its output). `encode(model, modality, items)` runs items
+(preprocessed tensors, or paths/bytes the encoder's `preprocess` reads) through both: (K, N,
+hidden_dim). `splice(...)` replaces each placeholder token of a batch (`<image>`, `<audio>`:
+`config.placeholder_id(modality)`) by the N projected embeddings of its item, in reading order (row
+by row, left to right): the sequence grows by N - 1 per placeholder, the label of every inserted
+position is -100, and the rows are re-padded (right, or left when the batch was left-padded or
+`padding_side="left"`). The inserted positions keep the placeholder id in the expanded ids, which is
+exactly what the ONNX decoder's `embeds_mask` path and `salesai.ort_runtime` reproduce.
 References: LLaVA (Liu et al. 2023, arXiv:2304.08485) and LLaVA-1.5 (arXiv:2310.03744)
 `prepare_inputs_labels_for_multimodal`; transformers `LlavaMultiModalProjector`.
 
@@ -33,18 +33,22 @@ Media = Mapping[str, Any]  # modality -> a list of items (tensor / path / bytes)
 
 
 class Projector(nn.Module):
-    """Encoder width -> decoder width: `mlp2x_gelu` (linear_1, GELU, linear_2) or `linear` (linear_1)."""
+    """Encoder width -> decoder width: `mlp2x_gelu` (linear_1, GELU, linear_2) or `linear` (linear_1),
+    optionally followed by a LayerNorm (`norm=True`, the entry's `projector_norm: true`)."""
 
-    def __init__(self, kind: str, in_dim: int, out_dim: int) -> None:
+    def __init__(self, kind: str, in_dim: int, out_dim: int, norm: bool = False) -> None:
         super().__init__()
         self.kind = kind
         self.linear_1 = nn.Linear(in_dim, out_dim)
         self.linear_2 = nn.Linear(out_dim, out_dim) if kind == "mlp2x_gelu" else None
+        self.norm = nn.LayerNorm(out_dim) if norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (K, N, in_dim)
         x = self.linear_1(x)
         if self.linear_2 is not None:
             x = self.linear_2(nn.functional.gelu(x))
+        if self.norm is not None:
+            x = self.norm(x)
         return x  # (K, N, out_dim)
 
 
@@ -73,7 +77,7 @@ def build_encoders(config: ModelConfig) -> tuple[nn.ModuleDict, nn.ModuleDict]:
                                f"placeholders, not {modality!r}")
         encoders[modality] = encoder
         projectors[modality] = Projector(entry.get("projector", "mlp2x_gelu"), int(encoder.output_dim),
-                                         config.hidden_dim)
+                                         config.hidden_dim, norm=bool(entry.get("projector_norm", False)))
     return encoders, projectors
 
 

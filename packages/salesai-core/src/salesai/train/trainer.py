@@ -107,19 +107,31 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay 2-D+ weights; never norms, biases (ndim < 2) or embedding tables (tied heads included)."""
+    """Decay 2-D+ weights; never norms, biases (ndim < 2) or embedding tables (tied heads included).
+
+    An encoder entry with `lr_scale` (model config) puts that encoder and its projector in groups of
+    their own whose `lr_scale` multiplies the scheduled learning rate (`Trainer.train_step`)."""
     no_decay_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    scale_of: dict[int, float] = {}
+    encoders = getattr(getattr(model, "config", None), "encoders", None) or {}
+    for modality, entry in encoders.items():
+        scale = float(entry.get("lr_scale", 1.0))
+        if scale != 1.0:
+            for name in (f"encoders.{modality}.", f"projectors.{modality}."):
+                scale_of.update((id(p), scale) for n, p in model.named_parameters() if n.startswith(name))
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, True): [], (1.0, False): []}
     seen: set[int] = set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if p.ndim < 2 or id(p) in no_decay_ids else decay).append(p)
+        decays = not (p.ndim < 2 or id(p) in no_decay_ids)
+        groups.setdefault((scale_of.get(id(p), 1.0), decays), []).append(p)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        | ({"lr_scale": scale} if scale != 1.0 else {})
+        for (scale, decays), params in groups.items()
+        if params or scale == 1.0
     ]
 
 
@@ -297,7 +309,7 @@ class Trainer:
         cfg, step = self.config, self.step
         lr = lr_at(step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.engine.train()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # [loss, aux]
         for micro in range(cfg.grad_accum):
