@@ -48,6 +48,25 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, n_kv, n_rep, s, hd).reshape(b, n_kv * n_rep, s, hd)
 
 
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                      n_rep: int) -> torch.Tensor:
+    """Softmax attention for export: q (B, H, T, hd), k/v (B, KV, S, hd), mask (B or 1, 1, T, S) bool.
+
+    The query heads of each key/value head are folded into the query axis, (B, KV, n_rep * T, hd),
+    so keys and values are never repeated, and the softmax is written out with a constant scale:
+    a handful of ONNX nodes per layer instead of ~50 (repeat_kv's shape arithmetic, SDPA's
+    runtime scale and NaN guard). Every query row may attend to itself (`causal_mask`), so no
+    row is fully masked. Returns (B, H, T, hd).
+    """
+    t, hd = q.shape[2], q.shape[3]
+    n_kv = k.shape[1]
+    qg = q.unflatten(1, (n_kv, n_rep)).flatten(2, 3) * (hd ** -0.5)  # heads kv*n_rep + r: groups
+    scores = qg @ k.transpose(-1, -2)  # (B, KV, n_rep * T, S)
+    bias = torch.zeros((), dtype=q.dtype).masked_fill(~mask, torch.finfo(q.dtype).min)  # (B|1, 1, T, S)
+    scores = scores + bias.repeat(1, 1, n_rep, 1)  # the same mask for every query head of a group
+    return (scores.softmax(-1) @ v).unflatten(2, (n_rep, t)).flatten(1, 2)
+
+
 class Attention(nn.Module):
     """Causal GQA self-attention with RoPE; (B, T, D) -> (B, T, D)."""
 
@@ -95,7 +114,9 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q.reshape(b, self.num_kv_heads, n_rep, self.head_dim), k, v)
             y = y.reshape(b, 1, self.num_heads * self.head_dim)  # (B, 1, H * hd)
             return self.o_proj(y), present
-        if static:  # export path: plain repeat, no enable_gqa flag in the graph
+        if static and mask is not None:  # export path: few graph nodes per layer (see grouped_attention)
+            y = grouped_attention(q, k, v, mask, n_rep)
+        elif static:
             y = F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep),
                                                attn_mask=mask, is_causal=is_causal)
         else:
@@ -105,4 +126,4 @@ class Attention(nn.Module):
         return self.o_proj(y), present
 
 
-__all__ = ["Attention", "causal_mask", "repeat_kv"]
+__all__ = ["Attention", "causal_mask", "grouped_attention", "repeat_kv"]
