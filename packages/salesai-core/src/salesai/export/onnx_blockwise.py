@@ -63,9 +63,11 @@ class _MoEOp(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g: Any, h: Any, logits: Any, fc1: Any, fc1_bias: Any, fc2: Any, k: int, key: int) -> Any:
-        return g.op(f"{MOE_DOMAIN}::MoE", h, logits, fc1, fc1_bias, fc2, k_i=k, activation_type_s="swiglu",
-                    swiglu_fusion_i=1, activation_alpha_f=1.0, activation_beta_f=0.0,
-                    normalize_routing_weights_i=1)
+        out = g.op(f"{MOE_DOMAIN}::MoE", h, logits, fc1, fc1_bias, fc2, k_i=k, activation_type_s="swiglu",
+                   swiglu_fusion_i=1, activation_alpha_f=1.0, activation_beta_f=0.0,
+                   normalize_routing_weights_i=1)
+        out.setType(h.type())  # (N, D) like the input: the exporter's shape inference knows no MoE
+        return out
 
 
 class FusedMoE(nn.Module):
