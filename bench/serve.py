@@ -14,7 +14,9 @@ throughput (tokens from the server's `usage`); errors by status. Rows:
 - `serve` with `--max-batch-size 1` (the server answering one request at a time) and with
   `--max-batch-size` (continuous batching), at each concurrency;
 - `overload`: 3x (batch + queue) requests at once against `--max-queue`; every excess request
-  should get 503 quickly, accepted ones complete (`reject_ms_p99`, `accepted_ok`).
+  should get 503 quickly, accepted ones complete (`reject_ms_p99`, `accepted_ok`);
+  `floor_health_ms_p99` times as many GET /health at once, right after, on the same
+  connections: the HTTP stack's own floor on this machine, for comparison.
 A summary line gives batching's speed-up at the highest concurrency (goal >= 3x).
 
 Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8]
@@ -58,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--max-queue", type=int, default=16)
+    p.add_argument("--max-prefill-tokens", type=int, default=None,
+                   help="server joint-prefill size (1 = each prompt prefilled alone)")
     p.add_argument("--threads", type=int, default=1, help="backend threads (1 is steadiest when shared)")
     p.add_argument("--quick", action="store_true", help="16 requests, 32 output tokens")
     args = p.parse_args(argv)
@@ -131,6 +135,8 @@ def start_server(source: Path, args: argparse.Namespace, batch: int, queue: int)
     cmd = [sys.executable, "-m", "salesai", "serve", str(source), "--backend", args.backend,
            "--port", str(port), "--max-batch-size", str(batch), "--max-queue", str(queue),
            "--threads", str(args.threads), "--served-model-name", "bench", "--log-level", "warning"]
+    if args.max_prefill_tokens is not None:
+        cmd += ["--max-prefill-tokens", str(args.max_prefill_tokens)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -247,6 +253,13 @@ async def overload(url: str, body: dict[str, Any], bound: int) -> None:
             return r.status_code, time.perf_counter() - t
 
         got = await asyncio.gather(*(call() for _ in range(3 * bound)))
+
+        async def probe() -> float:  # the floor: as many requests at once to the cheapest route
+            t = time.perf_counter()
+            await client.get(f"{url}/health")
+            return time.perf_counter() - t
+
+        floor = await asyncio.gather(*(probe() for _ in range(3 * bound)))
     rejected = [dt for code, dt in got if code == 503]
     accepted = [code for code, _ in got if code != 503]
     statuses: dict[str, int] = {}
@@ -256,7 +269,8 @@ async def overload(url: str, body: dict[str, Any], bound: int) -> None:
           "rejected_503": len(rejected),
           "reject_ms_p50": round(pct(rejected, 50) * 1000, 1),
           "reject_ms_p99": round(pct(rejected, 99) * 1000, 1),
-          "accepted": len(accepted), "accepted_ok": all(c == 200 for c in accepted)})
+          "accepted": len(accepted), "accepted_ok": all(c == 200 for c in accepted),
+          "floor_health_ms_p99": round(pct(floor, 99) * 1000, 1)})
 
 
 def main(argv: list[str] | None = None) -> None:

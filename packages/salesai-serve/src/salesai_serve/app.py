@@ -62,7 +62,8 @@ class ServerState:
                 log.info("ready: %s classifier, labels %s", backend.name, ", ".join(backend.labels))
                 return
             s = self.settings
-            engine = Engine(backend, s.max_batch_size, s.max_queue, s.queue_timeout_s, self.metrics)
+            engine = Engine(backend, s.max_batch_size, s.max_queue, s.queue_timeout_s, self.metrics,
+                            max_prefill_tokens=s.max_prefill_tokens)
             runner = EngineThread(engine)
             runner.start()
             done = threading.Event()

@@ -34,6 +34,8 @@ def serve(
         None, "--served-model-name", help="The `model` name clients send (default: the directory name)."),
     max_batch_size: int = typer.Option(8, "--max-batch-size", help="Sequences decoded together."),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting beyond the batch; more get 503."),
+    max_prefill_tokens: int = typer.Option(
+        4096, "--max-prefill-tokens", help="Padded prompt positions per joint prefill (1 = one by one)."),
     queue_timeout: float = typer.Option(60.0, "--queue-timeout", help="Seconds a request may wait (504)."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body (413)."),
     max_tokens_cap: Optional[int] = typer.Option(
@@ -76,6 +78,7 @@ def serve(
         allow_unauthenticated=allow_unauthenticated,
         metrics_public=not metrics_auth, enable_metrics=not no_metrics, enable_docs=enable_docs,
         cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
+        max_prefill_tokens=max_prefill_tokens,
         queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
         max_inputs=max_inputs, max_request_tokens=max_request_tokens, rate_limit_rpm=rate_limit,
         shutdown_timeout_s=shutdown_timeout, read_timeout_s=read_timeout,

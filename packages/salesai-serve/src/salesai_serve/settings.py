@@ -27,6 +27,7 @@ class ServeSettings:
     enable_docs: bool = False  # /docs and /openapi.json (off by default)
     cors_origins: list[str] = field(default_factory=list)  # CORS is off unless origins are named
     max_batch_size: int = 8  # rows decoded together (continuous batching)
+    max_prefill_tokens: int = 4096  # padded positions of one joint prefill (1 = each prompt alone)
     max_queue: int = 64  # requests waiting beyond the running batch; more -> 503 at once
     queue_timeout_s: float = 60.0  # waiting longer than this -> 504
     max_body_bytes: int = 1_000_000  # request bodies above this -> 413
@@ -57,7 +58,7 @@ class ServeSettings:
                 "(--api-key-file or SALESAI_API_KEY); pass --allow-unauthenticated to serve without one"
             )
         for name in ("max_batch_size", "max_n", "max_stop", "max_inputs", "max_body_bytes",
-                     "default_max_tokens", "max_request_tokens"):
+                     "default_max_tokens", "max_request_tokens", "max_prefill_tokens"):
             if getattr(self, name) < 1:
                 raise SalesAIError(f"{name}={getattr(self, name)}: expected an integer >= 1")
         if self.read_timeout_s <= 0 or self.shutdown_timeout_s < 0:
