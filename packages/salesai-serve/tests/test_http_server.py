@@ -66,6 +66,18 @@ def test_AUTH_04_every_route_is_guarded_except_the_allowlist(make_client: Any) -
         assert client.post(path).status_code == 401
 
 
+def test_SEC_04_no_admin_routes(make_client: Any) -> None:
+    """There are no admin routes (reload, shutdown, profile, ...): with a valid key they are 404."""
+    client = make_client(api_keys=[KEY])
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/admin/reload", "/reload", "/shutdown", "/admin/shutdown", "/profile", "/start_profile",
+                 "/debug", "/v1/load_lora_adapter"):
+        for method in ("GET", "POST"):
+            assert client.request(method, path, headers=auth).status_code == 404, (method, path)
+    paths = {getattr(r, "path", "") for r in client.app.routes}
+    assert not any(word in p for p in paths for word in ("admin", "shutdown", "reload", "profile"))
+
+
 def test_AUTH_05_keys_compared_as_digests_in_constant_time_all_keys_checked() -> None:
     from salesai_serve.middleware import KeyChecker
 

@@ -69,3 +69,17 @@ def test_docs_engine_example_runs(checkpoint: Path, backends: Any) -> None:
     scope: dict[str, Any] = {}
     exec(compile(code, str(DOCS), "exec"), scope)
     assert set(scope["texts"]) == {"def add(a, b):", "class Stack:"}
+
+
+def test_SD_03_dockerfile_runs_salesai_serve_as_pid_1_non_root() -> None:
+    """No docker here: the Dockerfile itself is checked. Exec-form ENTRYPOINT (so `salesai serve` is
+    PID 1 and gets `docker stop`'s SIGTERM, no shell in between), a non-root USER, torch pinned."""
+    dockerfile = Path(__file__).resolve().parents[1] / "Dockerfile"
+    lines = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ").splitlines()
+    entry = [x for x in lines if x.startswith("ENTRYPOINT")]
+    assert len(entry) == 1 and not [x for x in lines if x.startswith("CMD")]
+    argv = json.loads(entry[0][len("ENTRYPOINT"):])
+    assert argv[:2] == ["salesai", "serve"] and "--api-key-file" in argv
+    user = [x.split()[1] for x in lines if x.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    assert "torch==2.13.0" in dockerfile.read_text(encoding="utf-8")
