@@ -42,6 +42,36 @@ def caption(a: Obj, b: Obj, relation: str) -> str:
     return f"{_article(a)} {a[0]} {a[1]} {link} {_article(b)} {b[0]} {b[1]}"
 
 
+def parse_caption(text: str) -> tuple[str, str, str, str, str] | None:
+    """(colour, shape, relation, colour, shape) of a canonical caption; None for any other text."""
+    words = text.split()
+    link = words[3:7] == ["to", "the", "left", "of"]
+    if len(words) != (10 if link else 7) or not (link or words[3] == "above"):
+        return None
+    a, b = words[1:3], words[-2:]
+    return a[0], a[1], "left" if link else "above", b[0], b[1]
+
+
+def caption_parts(references: list[str], completions: list[str]) -> dict[str, float]:
+    """Accuracy of each part of the captions: colours, shapes (both objects) and the relation.
+
+    What an exact-match score hides early in training: which words the image already decides
+    (a completion that is not a canonical caption counts as wrong in every part)."""
+    hits = {"colour": 0, "shape": 0, "relation": 0}
+    for ref, got in zip(references, completions, strict=True):
+        want, have = parse_caption(ref), parse_caption(got)
+        if want is None:
+            raise ValueError(f"not a shapes caption: {ref!r}")
+        if have is None:
+            continue
+        hits["colour"] += (want[0] == have[0]) + (want[3] == have[3])
+        hits["shape"] += (want[1] == have[1]) + (want[4] == have[4])
+        hits["relation"] += want[2] == have[2]
+    n = max(len(references), 1)
+    return {"colour": hits["colour"] / (2 * n), "shape": hits["shape"] / (2 * n),
+            "relation": hits["relation"] / n}
+
+
 def draw(draw_: Any, obj: Obj, cx: float, cy: float, r: float) -> None:
     """Draw one object centred at (cx, cy) with half-size r."""
     fill = COLOURS[obj[0]]
@@ -159,4 +189,4 @@ def make_shapes(out: str | Path, n: int = 2000, seed: int = 0) -> dict[str, Any]
     return summary
 
 
-__all__ = ["caption", "make_shapes", "render", "splits"]
+__all__ = ["caption", "caption_parts", "make_shapes", "parse_caption", "render", "splits"]
