@@ -40,6 +40,8 @@ def serve(
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body (413)."),
     max_tokens_cap: Optional[int] = typer.Option(
         None, "--max-tokens-cap", help="Largest max_tokens accepted (default: the context length)."),
+    max_logprobs: int = typer.Option(
+        5, "--max-logprobs", help="Most top_logprobs (chat) / logprobs (completions) per token."),
     max_request_tokens: int = typer.Option(
         4096, "--max-request-tokens", help="n x max_tokens one request may ask for (400 above)."),
     max_inputs: int = typer.Option(64, "--max-inputs", help="Texts per /v1/classify request (classifiers)."),
@@ -80,7 +82,8 @@ def serve(
         cors_origins=list(cors_origin), max_batch_size=max_batch_size, max_queue=max_queue,
         max_prefill_tokens=max_prefill_tokens,
         queue_timeout_s=queue_timeout, max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap,
-        max_inputs=max_inputs, max_request_tokens=max_request_tokens, rate_limit_rpm=rate_limit,
+        max_inputs=max_inputs, max_request_tokens=max_request_tokens, max_logprobs=max_logprobs,
+        rate_limit_rpm=rate_limit,
         shutdown_timeout_s=shutdown_timeout, read_timeout_s=read_timeout,
         media_url_hosts=list(media_url_host), media_url_max_bytes=media_url_max_bytes,
         media_url_timeout_s=media_url_timeout,

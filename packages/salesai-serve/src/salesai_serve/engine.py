@@ -57,6 +57,7 @@ class Event:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: APIError | None = None
+    logprob: tuple[float, list[tuple[int, float]]] | None = None  # with params.logprobs: (lp, top k)
 
 
 Sink = Callable[[Event], None]
@@ -301,6 +302,9 @@ class Engine:
         """Pick this sequence's next token, emit it, and mark it done when it ends."""
         assert seq.sampler is not None and seq.text is not None
         token = seq.sampler(logits)
+        logprob = None
+        if seq.params.logprobs is not None and token not in seq.stop_token_ids:
+            logprob = seq.sampler.logprobs(logits, token, seq.params.logprobs)
         now = self.clock()
         if self.metrics:
             self.metrics.token(now - seq.submitted if seq.first_token is None else None,
@@ -319,7 +323,7 @@ class Engine:
             elif len(seq.generated) >= seq.params.max_tokens:
                 finish = "length"
                 piece += seq.text.flush()
-        seq.sink(Event("delta", piece, token))
+        seq.sink(Event("delta", piece, token, logprob=logprob))
         seq.pending = token
         if finish is not None:
             self._finish(seq, Event("finish", finish_reason=finish))

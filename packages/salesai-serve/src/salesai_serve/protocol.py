@@ -7,10 +7,11 @@ encoders: see `media.py`), max_tokens / max_completion_tokens (the latter wins w
 set; n x max_tokens at most `max_request_tokens`), temperature [0, 2], top_p (0, 1],
 n [1, max_n], stop (a string or up to max_stop strings), seed, stream, stream_options
 {include_usage} (only with stream: true), and the extras top_k (-1 or 0 = off),
-repetition_penalty (0, 10], ignore_eos. Unknown fields are ignored (newer OpenAI clients send
-more); fields that would change the output in a way this server cannot honour (echo, suffix,
-logit_bias, logprobs, best_of > 1, tools, non-zero frequency/presence penalties, non-text
-response_format) are refused rather than ignored.
+repetition_penalty (0, 10], ignore_eos; logprobs (chat: logprobs true + top_logprobs
+[0, max_logprobs]; completions: logprobs [0, max_logprobs]; see `logprobs.py`). Unknown
+fields are ignored (newer OpenAI clients send more); fields that would change the output in
+a way this server cannot honour (echo, suffix, logit_bias, best_of > 1, tools, non-zero
+frequency/presence penalties, non-text response_format) are refused rather than ignored.
 Defaults: max_tokens 16 for completions (as OpenAI), min(default_max_tokens, room left in the
 context, max_request_tokens // n) for chat; temperature 1.0; an empty prompt is a 400.
 """
@@ -115,12 +116,25 @@ def _stop(body: dict[str, Any], settings: ServeSettings) -> list[str]:
     return list(items)
 
 
+def _logprobs(kind: str, body: dict[str, Any], settings: ServeSettings) -> int | None:
+    """How many top alternatives to report per token (None = no logprobs): chat's logprobs (bool) +
+    top_logprobs, or completions' logprobs (an integer); at most `max_logprobs`."""
+    cap = settings.max_logprobs
+    if kind == "chat":
+        wanted = _bool(body, "logprobs")
+        top = _integer(body, "top_logprobs", 0, cap, None)
+        if top is not None and not wanted:
+            raise invalid("top_logprobs: only allowed with logprobs: true", "top_logprobs")
+        return (top or 0) if wanted else None
+    if body.get("top_logprobs") not in (None, 0):
+        raise invalid("top_logprobs: a chat parameter; completions take logprobs: <0..N>", "top_logprobs")
+    return _integer(body, "logprobs", 0, cap, None)
+
+
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     for name in UNSUPPORTED:
         if body.get(name) not in (None, False, "", {}, []):
             raise invalid(f"{name}: not supported by this server", name)
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
-        raise invalid("logprobs: not supported by this server", "logprobs")
     if body.get("best_of") not in (None, 1):
         raise invalid("best_of: only 1 is supported", "best_of")
     for name in ("frequency_penalty", "presence_penalty"):
@@ -260,6 +274,7 @@ def parse(kind: str, body: Any, settings: ServeSettings, backend: Any) -> Parsed
         seed=None if seed is None else seed % 2**63,
         stop=_stop(body, settings),
         ignore_eos=_bool(body, "ignore_eos"),
+        logprobs=_logprobs(kind, body, settings),
     )
     return ParsedRequest(kind, ids, params, n, stream, include_usage, stop_ids, media or None, extra)
 

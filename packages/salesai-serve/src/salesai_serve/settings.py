@@ -35,6 +35,7 @@ class ServeSettings:
     max_tokens_cap: int | None = None  # largest accepted max_tokens; None = the context length
     default_max_tokens: int = 256  # chat completions without max_tokens (completions: 16, as OpenAI)
     max_n: int = 4  # choices per request
+    max_logprobs: int = 5  # top alternatives per token (chat top_logprobs, completions logprobs)
     max_request_tokens: int = 4096  # n x max_tokens of one request (LIM-03); more -> 400
     max_stop: int = 4  # stop strings per request
     max_stop_chars: int = 64  # characters per stop string
@@ -68,6 +69,8 @@ class ServeSettings:
         if any(not h.strip() or "/" in h or h.startswith("*") for h in self.media_url_hosts):
             raise SalesAIError("--media-url-host: expected a host name or host:port "
                                "(no scheme, path or wildcard)")
+        if not 0 <= self.max_logprobs <= 20:
+            raise SalesAIError(f"--max-logprobs {self.max_logprobs}: expected 0..20")
         if self.max_queue < 0:
             raise SalesAIError(f"max_queue={self.max_queue}: expected an integer >= 0")
         if not 0 < self.port < 65536:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from salesai_serve.engine import Engine, Event, SequenceState
+from salesai_serve.logprobs import Entry, chat_logprobs, completion_logprobs, next_offset
 from salesai_serve.protocol import ParsedRequest
 from salesai_serve.settings import ServeSettings
 
@@ -44,6 +45,8 @@ class Job:
         self.seqs: list[SequenceState] = []
         self.finished = [False] * parsed.n
         self.completion_tokens = [0] * parsed.n
+        self.entries: list[list[Entry]] = [[] for _ in range(parsed.n)]  # logprob entries not yet sent
+        self.offsets = [0] * parsed.n  # completions' text_offset reached per choice
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
         self._checked = time.monotonic()  # last disconnect check
@@ -65,6 +68,23 @@ class Job:
     @property
     def done(self) -> bool:
         return all(self.finished)
+
+    def record(self, i: int, event: Event) -> None:
+        """Keep a delta's logprob entry (when the request asked for logprobs)."""
+        if event.logprob is not None and event.token is not None:
+            self.entries[i].append((event.token, event.logprob[0], event.logprob[1]))
+
+    def take_logprobs(self, i: int, kind: str) -> dict[str, Any] | None:
+        """Choice i's logprobs object for the entries gathered since the last call (None when off)."""
+        if self.parsed.params.logprobs is None:
+            return None
+        entries, self.entries[i] = self.entries[i], []
+        tokenizer = self.engine.backend.tokenizer
+        if kind == "chat":
+            return chat_logprobs(tokenizer, entries)
+        out = completion_logprobs(tokenizer, entries, self.offsets[i])
+        self.offsets[i] = next_offset(tokenizer, entries, self.offsets[i])
+        return out
 
     def usage(self) -> dict[str, int]:
         prompt = len(self.parsed.prompt_ids) + self.parsed.media_positions  # image/audio positions count
@@ -101,6 +121,7 @@ async def complete(job: Job, request: Any, kind: str, settings: ServeSettings) -
             i, event = got
             if event.kind == "delta":
                 texts[i] += event.text
+                job.record(i, event)
             elif event.kind == "finish":
                 job.finished[i], reasons[i] = True, event.finish_reason
                 job.completion_tokens[i] = event.completion_tokens
@@ -112,11 +133,12 @@ async def complete(job: Job, request: Any, kind: str, settings: ServeSettings) -
             job.cancel()
     model = settings.model_id
     if kind == "chat":
-        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
-                    "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
+        choices = [{"index": i, "message": {"role": "assistant", "content": t},
+                    "logprobs": job.take_logprobs(i, kind), "finish_reason": r}
+                   for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
         return {"id": f"chatcmpl-{job.id}", "object": "chat.completion", "created": job.created,
                 "model": model, "choices": choices, "usage": job.usage()}
-    choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": r}
+    choices = [{"index": i, "text": t, "logprobs": job.take_logprobs(i, kind), "finish_reason": r}
                for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
     return {"id": f"cmpl-{job.id}", "object": "text_completion", "created": job.created, "model": model,
             "choices": choices, "usage": job.usage()}
@@ -151,13 +173,15 @@ async def stream_response(job: Job, request: Any, kind: str, settings: ServeSett
             "created": job.created, "model": settings.model_id}
 
     def chunk(i: int, text: str | None, finish: str | None, role: bool = False) -> str:
+        logprobs = None if role else job.take_logprobs(i, kind)  # the tokens since the last chunk
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
             if text:
                 delta["content"] = text
-            choice: dict[str, Any] = {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {"index": i, "delta": delta, "logprobs": logprobs,
+                                      "finish_reason": finish}
         else:
-            choice = {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": i, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
         return _sse({**base, "choices": [choice]})
 
     async def events() -> AsyncIterator[str]:
@@ -172,6 +196,8 @@ async def stream_response(job: Job, request: Any, kind: str, settings: ServeSett
                     yield ": ping\n\n"
                     continue
                 i, event = got
+                if event.kind == "delta":
+                    job.record(i, event)
                 if event.kind == "delta" and event.text:
                     yield chunk(i, event.text, None)
                 elif event.kind == "finish":

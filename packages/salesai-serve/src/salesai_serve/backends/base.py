@@ -45,12 +45,16 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)  # stop strings, never included in the text
     ignore_eos: bool = False  # keep going after the end-of-sequence token
+    logprobs: int | None = None  # None = off; k >= 0: report each token's logprob and the top k
 
 
 class Sampler(Protocol):
-    """Picks the next token of one row from its logits (V,); raises FloatingPointError on NaN/inf."""
+    """Picks the next token of one row from its logits (V,); raises FloatingPointError on NaN/inf.
+    `logprobs(logits, token, k)`: (log-softmax of the raw logits at `token`, top k (id, logprob))."""
 
     def __call__(self, logits: Any) -> int: ...
+
+    def logprobs(self, logits: Any, token: int, k: int) -> tuple[float, list[tuple[int, float]]]: ...
 
 
 class Backend(ABC):

@@ -53,6 +53,14 @@ class OrtSampler:
             self.seen[0, token] = True
         return token
 
+    def logprobs(self, logits: Any, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+        """Log-softmax of the raw logits (V,) at `token`, and the k most likely (id, logprob)."""
+        x = np.asarray(logits, np.float64).reshape(-1)  # (V,)
+        top = x.max()
+        lp = x - (top + np.log(np.exp(x - top).sum()))
+        best = np.argsort(-lp, kind="stable")[:k]
+        return float(lp[token]), [(int(i), float(lp[i])) for i in best]
+
 
 class OrtBackend(Backend):
     """A salesai ONNX export run by ONNX Runtime; see the module docstring."""

@@ -154,6 +154,12 @@ class TorchSampler:
             self.seen[0, token] = True
         return token
 
+    def logprobs(self, logits: Any, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+        """Log-softmax of the raw logits (V,) at `token`, and the k most likely (id, logprob)."""
+        lp = torch.log_softmax(logits.float().cpu().view(-1), -1)  # (V,)
+        values, ids = torch.topk(lp, k)
+        return float(lp[token]), [(int(i), float(v)) for v, i in zip(values, ids, strict=True)]
+
 
 class TorchBackend(Backend):
     """A salesai checkpoint on CPU (or `device`), batched through one `SlotKVCache`."""
