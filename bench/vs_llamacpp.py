@@ -136,7 +136,10 @@ class Engine:
             from salesai.model.cache import StaticKVCache
 
             torch.set_num_threads(threads)
+            from salesai.model.generation import decode_layout
+
             self.model = SalesAIModel.from_pretrained(files["ckpt"]).eval()
+            decode_layout(self.model)  # what `salesai generate --backend torch` runs
             self.cache_cls = StaticKVCache
         elif name.startswith("ort-"):
             from salesai.ort_runtime import OrtDecoder
@@ -214,9 +217,11 @@ def batched_decode(engine: str, files: dict[str, Any], threads: int, n_seq: int)
         import torch
 
         from salesai import SalesAIModel
+        from salesai.model.generation import decode_layout
 
         torch.set_num_threads(threads)
         model = SalesAIModel.from_pretrained(files["ckpt"]).eval()
+        decode_layout(model)
         stream: Any = lambda: model.stream(prompts, **kwargs)  # noqa: E731
     else:
         from salesai.ort_runtime import OrtGenerator

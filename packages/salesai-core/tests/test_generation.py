@@ -10,7 +10,7 @@ import torch
 from salesai.errors import SalesAIError
 from salesai.model.cache import StaticKVCache
 from salesai.model.config import ModelConfig
-from salesai.model.generation import apply_repetition_penalty, sample_next
+from salesai.model.generation import apply_repetition_penalty, decode_layout, sample_next
 from salesai.model.transformer import SalesAIModel
 
 torch.set_num_threads(1)
@@ -46,6 +46,30 @@ def test_cached_decoding_with_left_padding_equals_full_forward(model: SalesAIMod
         steps = [model.step(ids[:, :6], cache, pos[:, :6], valid[:, :6])]
         steps += [model.step(ids[:, i:i + 1], cache, pos[:, i:i + 1], valid[:, :i + 1]) for i in range(6, 10)]
     torch.testing.assert_close(torch.stack(steps, 1), full[:, 5:], rtol=1e-5, atol=1e-5)
+
+
+def test_decode_layout_keeps_values_and_outputs(model: SalesAIModel, tmp_path: Path) -> None:
+    """Column-major Linear weights (the fast decode path) change strides only: same logits and tokens."""
+    import copy
+
+    fast = copy.deepcopy(model)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in fast.modules())
+    assert decode_layout(fast) == n_linear
+    assert decode_layout(fast) == 0  # already laid out: nothing to do
+    w = fast.layers[0].self_attn.q_proj.weight
+    assert w.shape == model.layers[0].self_attn.q_proj.weight.shape and w.stride() == (1, w.shape[0])
+    for (name, a), (_, b) in zip(model.state_dict().items(), fast.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    ids = torch.randint(3, 512, (2, 9), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(ids).logits, model(ids).logits, rtol=1e-5, atol=1e-5)
+    prompts = [[2, 40, 41, 42], [2, 7]]
+    kwargs = {"max_new_tokens": 16, "temperature": 0.0, "stop_token_ids": []}
+    assert fast.generate(prompts, **kwargs) == model.generate(prompts, **kwargs)
+    fast.save_pretrained(tmp_path / "ckpt")  # saved contiguous, loads back equal
+    again = SalesAIModel.from_pretrained(tmp_path / "ckpt")
+    assert again.layers[0].self_attn.q_proj.weight.is_contiguous()
+    assert torch.equal(again.layers[0].self_attn.q_proj.weight, model.layers[0].self_attn.q_proj.weight)
 
 
 def test_batched_left_padded_greedy_equals_one_by_one(model: SalesAIModel) -> None:

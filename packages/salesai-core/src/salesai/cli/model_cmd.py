@@ -52,10 +52,12 @@ def _torch_backend(source: Path, opts: GenerateOptions) -> Runner:
     import torch
 
     from salesai.model.checkpoint import load_pretrained
+    from salesai.model.generation import decode_layout
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     model = load_pretrained(source)
+    decode_layout(model)  # column-major Linear weights: faster memory-bound decoding on CPU
 
     return lambda prompt_ids, **media: model.stream(prompt_ids, **media, **opts.sampling())
 
