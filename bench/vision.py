@@ -75,11 +75,17 @@ def train(data: Path, steps: int, seed: int, out: Path, batch_size: int = 32) ->
     return model, tok, time.perf_counter() - t0
 
 
-def scored(model: Any, tok: Any, file: Path, task: str, limit: int) -> dict[str, Any]:
+def scored(model: Any, tok: Any, file: Path, task: str, limit: int, parts: bool = False) -> dict[str, Any]:
+    """Exact / per-word scores of `task` records; `parts`: colour/shape/relation accuracy of captions too."""
+    from salesai_vision.data.shapes import caption_parts
     from salesai_vision.evaluate import answer, read_records, score
 
     records = read_records(file, task=task, limit=limit)
-    return score(records, answer(model, tok, records, max_new_tokens=40))
+    completions = answer(model, tok, records, max_new_tokens=40)
+    result = score(records, completions)
+    if parts:
+        result["parts"] = caption_parts([r["response"] for r in records], completions)
+    return result
 
 
 def bench_shapes(args: argparse.Namespace, tmp: Path) -> None:
@@ -88,13 +94,13 @@ def bench_shapes(args: argparse.Namespace, tmp: Path) -> None:
         d = make_data("shapes", tmp, args.n, seed)
         model, tok, wall = train(d, args.steps, seed, tmp)
         common = {"steps": args.steps, "seed": seed, "train_wall_s": round(wall, 1)}
-        s = scored(model, tok, d / "test.jsonl", "caption", args.limit)
+        s = scored(model, tok, d / "test.jsonl", "caption", args.limit, parts=True)
         triples.append(s["exact"])
         emit(task="shapes-captions-heldout-triples", metric="exact", value=s["exact"], per_word=s["per_word"],
-             n=s["n"], goal=GOALS["shapes-captions-heldout-triples"], **common)
-        s = scored(model, tok, d / "test_objects.jsonl", "caption", args.limit)
+             parts=s["parts"], n=s["n"], goal=GOALS["shapes-captions-heldout-triples"], **common)
+        s = scored(model, tok, d / "test_objects.jsonl", "caption", args.limit, parts=True)
         emit(task="shapes-captions-heldout-objects", metric="exact", value=s["exact"], per_word=s["per_word"],
-             n=s["n"], goal=GOALS["shapes-captions-heldout-objects"], **common)
+             parts=s["parts"], n=s["n"], goal=GOALS["shapes-captions-heldout-objects"], **common)
         s = scored(model, tok, d / "test.jsonl", "question", args.limit)
         emit(task="questions", data="shapes", metric="exact", value=s["exact"], tasks=s["tasks"], n=s["n"],
              goal=GOALS["questions"], **common)

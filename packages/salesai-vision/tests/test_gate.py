@@ -16,6 +16,7 @@ gate asserts what 300 steps do learn, with a margin under the lower of the two s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +79,26 @@ def test_tiny_vision_trains_its_image_path_at_a_lower_rate() -> None:
     assert scaled == {id(p) for p in image_path}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {g["weight_decay"] for g in groups if g.get("lr_scale")} == {0.0, 0.1}
+
+
+def test_scaled_image_path_trains_at_its_rate_and_resumes_exactly(tmp_path: Path) -> None:
+    make_data("shapes", tmp_path / "shapes", n=12, seed=0)
+    files = [tmp_path / "shapes/train.jsonl"]
+    tok = Tokenizer.train(iter_record_texts(files), vocab_size=300, verbose=False)
+
+    def trainer(out: Path) -> Trainer:
+        torch.manual_seed(0)
+        model = SalesAIModel(ModelConfig.from_name("tiny-vision", vocab_size=len(tok)))
+        data = RecordDataset.from_files(files, tok, 64, model)
+        cfg = TrainConfig(max_steps=6, batch_size=4, seq_len=64, lr=3e-3, min_lr=3e-4, warmup_steps=2,
+                          eval_every=0, save_every=3, precision="fp32", device="cpu", out_dir=str(out),
+                          log_every=1, seed=0)
+        return Trainer(model, cfg, data, None, tokenizer=tok, progress=False, log=lambda _m: None)
+
+    t = trainer(tmp_path / "a")
+    full = t.fit()
+    rates = {g.get("lr_scale", 1.0): g["lr"] for g in t.optimizer.param_groups}
+    assert rates[0.03] == pytest.approx(0.03 * rates[1.0])
+    first = trainer(tmp_path / "b").fit(stop_at_step=3)
+    second = trainer(tmp_path / "b").fit(resume=True)
+    assert first.losses + second.losses == pytest.approx(full.losses, abs=1e-6)
