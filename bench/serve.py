@@ -17,10 +17,12 @@ throughput (tokens from the server's `usage`); errors by status. Rows:
   should get 503 quickly, accepted ones complete (`reject_ms_p99`, `accepted_ok`);
   `floor_health_ms_p99` times as many GET /health at once, right after, on the same
   connections: the HTTP stack's own floor on this machine, for comparison.
-A summary line gives batching's speed-up at the highest concurrency (goal >= 3x).
+A summary line gives batching's speed-up at the highest concurrency (goal >= 3x). With several
+backends (`--backend pytorch,onnxruntime-int8`) the same model runs on each in turn and a
+`backends` line gives their batched output rates and ratios (goal: int8 >= 2x PyTorch).
 
-Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8]
-       [--concurrency 1,4,16] [--threads 1] [--checkpoint DIR]
+Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8[,...]]
+       [--concurrency 1,4,16] [--threads 1] [--checkpoint DIR] [--max-prefill-tokens N]
 The machine's load changes these figures a lot: compare numbers from the same run only.
 What it is not: a quality benchmark (random weights), nor a GPU benchmark.
 """
@@ -53,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: random `--preset`)")
     p.add_argument("--preset", default="base")
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime", "onnxruntime-int8"])
+    p.add_argument("--backend", default="pytorch",
+                   help="pytorch, onnxruntime or onnxruntime-int8; several comma-separated = one run each, "
+                        "same model and machine minutes, then a `backends` line with their ratios")
     p.add_argument("--concurrency", default="1,4,16")
     p.add_argument("--requests", type=int, default=32, help="requests per level (at least 2 per client)")
     p.add_argument("--prompt-tokens", type=int, default=32)
@@ -116,6 +120,7 @@ def export(ckpt: Path, out: Path, backend: str) -> Path:
     from salesai.ort_runtime import load_tokenizer
 
     model = SalesAIModel.from_pretrained(ckpt)
+    out.mkdir(parents=True, exist_ok=True)
     target = out / "onnx"
     export_onnx(model, load_tokenizer(ckpt / "tokenizer.model"), target,
                 quantize="int8" if backend.endswith("int8") else None)
@@ -129,10 +134,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(source: Path, args: argparse.Namespace, batch: int, queue: int) -> tuple[Any, str]:
+def start_server(source: Path, args: argparse.Namespace, batch: int, queue: int,
+                 backend: str) -> tuple[Any, str]:
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "SALESAI_API_KEY": ""}
-    cmd = [sys.executable, "-m", "salesai", "serve", str(source), "--backend", args.backend,
+    cmd = [sys.executable, "-m", "salesai", "serve", str(source), "--backend", backend,
            "--port", str(port), "--max-batch-size", str(batch), "--max-queue", str(queue),
            "--threads", str(args.threads), "--served-model-name", "bench", "--log-level", "warning"]
     if args.max_prefill_tokens is not None:
@@ -276,10 +282,13 @@ async def overload(url: str, body: dict[str, Any], bound: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    known = ("pytorch", "onnxruntime", "onnxruntime-int8")
+    if not backends or any(b not in known for b in backends):
+        raise SystemExit(f"--backend {args.backend!r}: expected one or more of {', '.join(known)}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         ckpt = build_checkpoint(args, out)
-        source = export(ckpt, out, args.backend)
         prompt = [2] + [100 + (i % 150) for i in range(args.prompt_tokens - 1)]
         body = {"model": "bench", "prompt": prompt, "max_tokens": args.output_tokens, "temperature": 0,
                 "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
@@ -288,30 +297,41 @@ def main(argv: list[str] | None = None) -> None:
               "output_tokens": args.output_tokens, "threads": args.threads, "machine": platform.machine(),
               "python": platform.python_version(), "cpus": os.cpu_count()})
         seq = sequential_generate(ckpt, args, prompt, max(4, args.requests // 4))
-        rows: dict[tuple[int, int], dict[str, Any]] = {}
-        for batch in (1, args.max_batch_size):
-            proc, url = start_server(source, args, batch, max(levels) + args.max_queue)
+        top = max(levels)
+        batched_rates: dict[str, float] = {}
+        for backend in backends:
+            source = export(ckpt, out / backend, backend)
+            rows: dict[tuple[int, int], dict[str, Any]] = {}
+            for batch in (1, args.max_batch_size):
+                proc, url = start_server(source, args, batch, max(levels) + args.max_queue, backend)
+                try:
+                    for c in levels:
+                        total = max(args.requests, 2 * c)  # every client sends at least two requests
+                        results, wall = asyncio.run(closed_loop(url, body, c, total))
+                        rows[(batch, c)] = report("serve", results, wall, backend=backend,
+                                                  max_batch_size=batch, concurrency=c)
+                finally:
+                    stop_server(proc)
+            proc, url = start_server(source, args, 4, 4, backend)
             try:
-                for c in levels:
-                    total = max(args.requests, 2 * c)  # every client sends at least two requests
-                    results, wall = asyncio.run(closed_loop(url, body, c, total))
-                    rows[(batch, c)] = report("serve", results, wall, backend=args.backend,
-                                              max_batch_size=batch, concurrency=c)
+                asyncio.run(overload(url, body, 8))
             finally:
                 stop_server(proc)
-        proc, url = start_server(source, args, 4, 4)
-        try:
-            asyncio.run(overload(url, body, 8))
-        finally:
-            stop_server(proc)
-        top = max(levels)
-        batched, single = rows[(args.max_batch_size, top)], rows[(1, top)]
-        emit({"bench": "summary", "backend": args.backend, "concurrency": top,
-              "batched_output_tok_s": batched["output_tok_s"],
-              "one_at_a_time_output_tok_s": single["output_tok_s"],
-              "speedup": round(batched["output_tok_s"] / max(single["output_tok_s"], 1e-9), 2),
-              "goal_speedup": 3.0,
-              "sequential_generate_output_tok_s": seq["output_tok_s"], "ttft_p99_ms": batched["ttft_p99_ms"]})
+            batched, single = rows[(args.max_batch_size, top)], rows[(1, top)]
+            batched_rates[backend] = batched["output_tok_s"]
+            emit({"bench": "summary", "backend": backend, "concurrency": top,
+                  "batched_output_tok_s": batched["output_tok_s"],
+                  "one_at_a_time_output_tok_s": single["output_tok_s"],
+                  "speedup": round(batched["output_tok_s"] / max(single["output_tok_s"], 1e-9), 2),
+                  "goal_speedup": 3.0,
+                  "sequential_generate_output_tok_s": seq["output_tok_s"],
+                  "ttft_p99_ms": batched["ttft_p99_ms"]})
+        if len(backends) > 1:
+            first = backends[0]
+            emit({"bench": "backends", "concurrency": top, "batched_output_tok_s": batched_rates,
+                  f"ratio_vs_{first}": {b: round(r / max(batched_rates[first], 1e-9), 2)
+                                        for b, r in batched_rates.items()},
+                  "goal_int8_vs_pytorch": 2.0})
 
 
 if __name__ == "__main__":
