@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from salesai.testing import run_cli
 
@@ -11,9 +14,30 @@ def test_serve_command_is_registered_with_its_options() -> None:
     result = run_cli(["serve", "--help"])
     assert result.exit_code == 0
     for option in ("--backend", "--host", "--port", "--api-key-file", "--max-batch-size", "--max-queue",
-                   "--allow-unauthenticated", "--shutdown-timeout", "--rate-limit"):
+                   "--allow-unauthenticated", "--shutdown-timeout", "--rate-limit", "--media-url-host",
+                   "--media-url-max-bytes", "--media-url-timeout", "--read-timeout", "--max-request-tokens",
+                   "--max-prefill-tokens", "--max-logprobs"):
         assert option in result.stdout
     assert "127.0.0.1" in result.stdout  # SEC-02: the default bind address
+
+
+def test_options_reach_the_settings(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import salesai_serve.cli
+
+    got: dict[str, Any] = {}
+    monkeypatch.setattr(salesai_serve.cli, "run_server", lambda settings, loader, log_level: got.update(
+        settings=settings))
+    result = run_cli(["serve", str(checkpoint), "--media-url-host", "img.example.com", "--media-url-host",
+                      "10.0.0.5:8080", "--media-url-max-bytes", "1000", "--media-url-timeout", "2",
+                      "--read-timeout", "7", "--max-request-tokens", "100", "--max-prefill-tokens", "1",
+                      "--max-logprobs", "2"], env={"SALESAI_API_KEY": None})
+    assert result.exit_code == 0, result.stderr
+    s = got["settings"]
+    assert s.media_url_hosts == ["img.example.com", "10.0.0.5:8080"] and s.media_url_max_bytes == 1000
+    assert (s.media_url_timeout_s, s.read_timeout_s, s.max_request_tokens) == (2.0, 7.0, 100)
+    assert (s.max_prefill_tokens, s.max_logprobs) == (1, 2)
+    result = run_cli(["serve", str(checkpoint), "--media-url-host", "http://img.example.com/"])
+    assert result.exit_code == 2 and "--media-url-host: expected a host name" in result.stderr
 
 
 def test_AUTH_01_public_bind_without_key_refuses_to_start(checkpoint: Path) -> None:
