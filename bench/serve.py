@@ -17,6 +17,8 @@ throughput (tokens from the server's `usage`); errors by status. Rows:
   should get 503 quickly, accepted ones complete (`reject_ms_p99`, `accepted_ok`);
   `floor_health_ms_p99` times as many GET /health at once, right after, on the same
   connections: the HTTP stack's own floor on this machine, for comparison.
+Every `serve` row also carries `health_probe_*_ms`: GET /health every 0.1 s from another thread
+during that run (liveness probes under load, HL-05's < 100 ms).
 A summary line gives batching's speed-up at the highest concurrency (goal >= 3x). With several
 backends (`--backend pytorch,onnxruntime-int8`) the same model runs on each in turn and a
 `backends` line gives their batched output rates and ratios (goal: int8 >= 2x PyTorch).
@@ -193,8 +195,21 @@ async def one_request(client: Any, url: str, body: dict[str, Any]) -> dict[str, 
             "input": usage["prompt_tokens"] if usage else 0}
 
 
+def probe_health(url: str, stop: Any, out: list[float]) -> None:
+    """GET /health every 0.1 s from its own thread and connection until `stop` is set (HL-05: probes
+    under load); latencies in seconds go to `out`."""
+    import httpx
+
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            t = time.perf_counter()
+            client.get(f"{url}/health")
+            out.append(time.perf_counter() - t)
+            stop.wait(0.1)
+
+
 async def closed_loop(url: str, body: dict[str, Any], concurrency: int,
-                      total: int) -> tuple[list[Any], float]:
+                      total: int, probes: list[float] | None = None) -> tuple[list[Any], float]:
     import httpx
 
     results: list[dict[str, Any]] = []
@@ -207,9 +222,19 @@ async def closed_loop(url: str, body: dict[str, Any], concurrency: int,
                 todo.pop()
                 results.append(await one_request(client, url, body))
 
+        import threading
+
+        stop = threading.Event()
+        prober = threading.Thread(target=probe_health, args=(url, stop, probes), daemon=True)
+        if probes is not None:
+            prober.start()
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return results, time.perf_counter() - start
+        wall = time.perf_counter() - start
+        stop.set()
+        if probes is not None:
+            prober.join(30)
+        return results, wall
 
 
 def report(label: str, results: list[dict[str, Any]], wall: float, **extra: Any) -> dict[str, Any]:
@@ -307,9 +332,11 @@ def main(argv: list[str] | None = None) -> None:
                 try:
                     for c in levels:
                         total = max(args.requests, 2 * c)  # every client sends at least two requests
-                        results, wall = asyncio.run(closed_loop(url, body, c, total))
+                        probes: list[float] = []
+                        results, wall = asyncio.run(closed_loop(url, body, c, total, probes))
                         rows[(batch, c)] = report("serve", results, wall, backend=backend,
-                                                  max_batch_size=batch, concurrency=c)
+                                                  max_batch_size=batch, concurrency=c,
+                                                  **summary("health_probe", probes))
                 finally:
                     stop_server(proc)
             proc, url = start_server(source, args, 4, 4, backend)
