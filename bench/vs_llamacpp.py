@@ -427,7 +427,7 @@ def table(engines: list[str], results: dict[tuple[str, int], dict[str, list[floa
           + " | ".join(f"{accuracy[e]['max_abs_logit_diff']:.3g}" for e in engines) + " |")
     print(f"\nload average at start {[round(x, 2) for x in start]}, at end {[round(x, 2) for x in end]}")
     ours = [e for e in engines if not e.startswith("llama")]
-    if "llama-q8_0" in engines:
+    if "llama-q8_0" in engines and "llama-f32" in engines and "torch" in engines:
         for t in threads:
             best = max(ours, key=lambda e: med[(e, t)]["decode"])
             ratio = med[(best, t)]["decode"] / med[("llama-q8_0", t)]["decode"]
