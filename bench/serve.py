@@ -22,9 +22,16 @@ during that run (liveness probes under load, HL-05's < 100 ms).
 A summary line gives batching's speed-up at the highest concurrency (goal >= 3x). With several
 backends (`--backend pytorch,onnxruntime-int8`) the same model runs on each in turn and a
 `backends` line gives their batched output rates and ratios (goal: int8 >= 2x PyTorch).
+With `--llamacpp-python PY` (a python with llama-cpp-python and its server extra) the same
+weights, converted to GGUF (`--llamacpp-quant`, default q8_0), are served by llama.cpp's
+OpenAI-compatible server with the same threads, driven by the same clients with the same prompt
+token ids and output length (bench/serve_llamacpp.py says how, and that this server answers one
+request at a time); its `serve` rows (backend `llama.cpp-q8_0`) are followed by a `vs_llamacpp`
+line (our batched output tokens/s / llama.cpp's at each concurrency, aim >= 1x at 16) and a table.
 
 Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8[,...]]
        [--concurrency 1,4,16] [--threads 1] [--checkpoint DIR] [--max-prefill-tokens N]
+       [--llamacpp-python /work/venvs/llama/bin/python [--llamacpp-quant q8_0] [--llamacpp-sdist DIR]]
 The machine's load changes these figures a lot: compare numbers from the same run only.
 What it is not: a quality benchmark (random weights), nor a GPU benchmark.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -70,10 +78,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="server joint-prefill size (1 = each prompt prefilled alone)")
     p.add_argument("--threads", type=int, default=1, help="backend threads (1 is steadiest when shared)")
     p.add_argument("--quick", action="store_true", help="16 requests, 32 output tokens")
+    p.add_argument("--llamacpp-python", default=None,
+                   help="a python with llama-cpp-python[server]: also serve the same weights with llama.cpp")
+    p.add_argument("--llamacpp-quant", default="q8_0", help="GGUF type for llama.cpp (converter --outtype)")
+    p.add_argument("--llamacpp-sdist", type=Path, default=None,
+                   help="unpacked llama-cpp-python sdist or its .tar.gz (its convert_hf_to_gguf.py); "
+                        "default: downloaded once into .bench-vs-llamacpp/")
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.output_tokens = 16, 32
     return args
+
+
+def bench_module(name: str) -> Any:
+    """bench/<name>.py as a module (this folder is off sys.path, see above)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def emit(row: dict[str, Any]) -> None:
@@ -172,7 +195,10 @@ def stop_server(proc: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ the clients
-async def one_request(client: Any, url: str, body: dict[str, Any]) -> dict[str, Any]:
+async def one_request(client: Any, url: str, body: dict[str, Any],
+                      lengths: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One streamed completion. `lengths` = (prompt, output) tokens, checked beforehand, for a server
+    whose streams carry no `usage` (llama.cpp): then every chunk counts as a token event, text or not."""
     start = time.perf_counter()
     chunks: list[float] = []
     usage = None
@@ -186,9 +212,11 @@ async def one_request(client: Any, url: str, body: dict[str, Any]) -> dict[str, 
             data = json.loads(line[6:])
             if data.get("usage"):
                 usage = data["usage"]
-            elif data["choices"] and data["choices"][0]["text"]:
+            elif data["choices"] and (data["choices"][0]["text"] or lengths):
                 chunks.append(time.perf_counter())
     end = time.perf_counter()
+    if lengths and not usage:
+        usage = {"prompt_tokens": lengths[0], "completion_tokens": lengths[1]}
     out = usage["completion_tokens"] if usage else len(chunks)
     return {"status": 200, "ttft": (chunks[0] if chunks else end) - start, "e2e": end - start,
             "itl": [b - a for a, b in itertools.pairwise(chunks)], "output": out,
@@ -208,19 +236,21 @@ def probe_health(url: str, stop: Any, out: list[float]) -> None:
             stop.wait(0.1)
 
 
-async def closed_loop(url: str, body: dict[str, Any], concurrency: int,
-                      total: int, probes: list[float] | None = None) -> tuple[list[Any], float]:
+async def closed_loop(url: str, body: dict[str, Any], concurrency: int, total: int,
+                      probes: list[float] | None = None,
+                      lengths: tuple[int, int] | None = None) -> tuple[list[Any], float]:
     import httpx
 
     results: list[dict[str, Any]] = []
     todo = list(range(total))
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
-        await asyncio.gather(*(one_request(client, url, body) for _ in range(concurrency)))  # warm-up
+        warm_up = (one_request(client, url, body, lengths) for _ in range(concurrency))
+        await asyncio.gather(*warm_up)
 
         async def worker() -> None:
             while todo:
                 todo.pop()
-                results.append(await one_request(client, url, body))
+                results.append(await one_request(client, url, body, lengths))
 
         import threading
 
@@ -249,7 +279,8 @@ def report(label: str, results: list[dict[str, Any]], wall: float, **extra: Any)
            "total_tok_s": round(sum(r["output"] + r["input"] for r in ok) / wall, 1),
            "error_rate": round(1 - len(ok) / max(1, len(results)), 4), "errors_by_status": errors,
            **summary("ttft", [r["ttft"] for r in ok]), **summary("itl", [x for r in ok for x in r["itl"]]),
-           **summary("tpot", tpot), **summary("e2el", [r["e2e"] for r in ok])}
+           **summary("tpot", tpot), **summary("e2el", [r["e2e"] for r in ok]),
+           "loadavg_1m": round(os.getloadavg()[0], 2)}
     emit(row)
     return row
 
@@ -304,6 +335,57 @@ async def overload(url: str, body: dict[str, Any], bound: int) -> None:
           "floor_health_ms_p99": round(pct(floor, 99) * 1000, 1)})
 
 
+def run_llamacpp(args: argparse.Namespace, ckpt: Path, out: Path, prompt: list[int],
+                 levels: list[int]) -> dict[int, dict[str, Any]]:
+    """llama.cpp's server on the same weights (GGUF), the same clients at each level; {} (and a skip
+    line saying how to get it) when `--llamacpp-python` cannot run it."""
+    ll = bench_module("serve_llamacpp")
+    why = ll.missing(args.llamacpp_python)
+    if why:
+        emit({"bench": "vs_llamacpp", "skipped": "llama.cpp server", "reason": why})
+        print(f"bench/serve.py: llama.cpp comparison skipped: {why}", file=sys.stderr)
+        return {}
+    gguf = ll.to_gguf(ckpt, out / "llamacpp", args.llamacpp_quant, args.llamacpp_sdist)
+    body = ll.request_body(prompt, args.output_tokens)
+    lengths = (args.prompt_tokens, args.output_tokens)
+    n_ctx = max(512, args.prompt_tokens + args.output_tokens)
+    proc, url = ll.start(args.llamacpp_python, gguf, args.threads, n_ctx, free_port())
+    rows: dict[int, dict[str, Any]] = {}
+    try:
+        emit({"bench": "llamacpp_setup", "server": f"llama_cpp.server {ll.version(args.llamacpp_python)}",
+              "gguf": gguf.name, "gguf_mb": round(gguf.stat().st_size / 2**20, 1), "threads": args.threads,
+              "n_ctx": n_ctx, "usage_check": ll.check(url, body, *lengths), "prompt": body["prompt"],
+              "parallel_requests": "one at a time: one llama.cpp context behind a lock, the other clients "
+                                   "wait (interrupt_requests=false so none is cut short); no batching"})
+        for c in levels:
+            results, wall = asyncio.run(closed_loop(url, body, c, max(args.requests, 2 * c), None, lengths))
+            rows[c] = report("serve", results, wall, backend=f"llama.cpp-{args.llamacpp_quant}",
+                             max_batch_size=1, concurrency=c)
+    finally:
+        stop_server(proc)
+    return rows
+
+
+def compare_llamacpp(ours: dict[str, dict[int, dict[str, Any]]], llama: dict[int, dict[str, Any]],
+                     quant: str, top: int) -> None:
+    """The `vs_llamacpp` line (our batched output tokens/s / llama.cpp's) and a side-by-side table."""
+    ratio = {b: {c: round(rows[c]["output_tok_s"] / max(llama[c]["output_tok_s"], 1e-9), 2) for c in llama}
+             for b, rows in ours.items()}
+    emit({"bench": "vs_llamacpp", "reference": f"llama.cpp-{quant}",
+          "llamacpp_output_tok_s": {c: r["output_tok_s"] for c, r in llama.items()},
+          "ours_batched_output_tok_s": {b: {c: rows[c]["output_tok_s"] for c in llama}
+                                        for b, rows in ours.items()},
+          "ratio": ratio, "goal": f">= 1x at {top} clients",
+          "loadavg": [round(x, 2) for x in os.getloadavg()]})
+    print("\n| server | clients | output tok/s | TTFT p50 / p99 ms | TPOT p50 ms | vs llama.cpp |")
+    print("|---|---|---|---|---|---|")
+    for c in llama:
+        for name, row in [*((b, rows[c]) for b, rows in ours.items()), (f"llama.cpp {quant}", llama[c])]:
+            vs = f"{ratio[name][c]:.2f}x" if name in ratio else "1x"
+            ttft = f"{row['ttft_p50_ms']:.0f} / {row['ttft_p99_ms']:.0f}"
+            print(f"| {name} | {c} | {row['output_tok_s']} | {ttft} | {row['tpot_p50_ms']:.1f} | {vs} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -320,10 +402,12 @@ def main(argv: list[str] | None = None) -> None:
         emit({"bench": "setup", "backend": args.backend, "preset": args.preset,
               "checkpoint": str(args.checkpoint), "prompt_tokens": args.prompt_tokens,
               "output_tokens": args.output_tokens, "threads": args.threads, "machine": platform.machine(),
-              "python": platform.python_version(), "cpus": os.cpu_count()})
+              "python": platform.python_version(), "cpus": os.cpu_count(),
+              "loadavg": [round(x, 2) for x in os.getloadavg()]})
         seq = sequential_generate(ckpt, args, prompt, max(4, args.requests // 4))
         top = max(levels)
         batched_rates: dict[str, float] = {}
+        batched_rows: dict[str, dict[int, dict[str, Any]]] = {}
         for backend in backends:
             source = export(ckpt, out / backend, backend)
             rows: dict[tuple[int, int], dict[str, Any]] = {}
@@ -345,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 stop_server(proc)
             batched, single = rows[(args.max_batch_size, top)], rows[(1, top)]
+            batched_rows[backend] = {c: rows[(args.max_batch_size, c)] for c in levels}
             batched_rates[backend] = batched["output_tok_s"]
             emit({"bench": "summary", "backend": backend, "concurrency": top,
                   "batched_output_tok_s": batched["output_tok_s"],
@@ -359,6 +444,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"ratio_vs_{first}": {b: round(r / max(batched_rates[first], 1e-9), 2)
                                         for b, r in batched_rates.items()},
                   "goal_int8_vs_pytorch": 2.0})
+        if args.llamacpp_python:
+            llama = run_llamacpp(args, ckpt, out, prompt, levels)
+            if llama:
+                compare_llamacpp(batched_rows, llama, args.llamacpp_quant, top)
 
 
 if __name__ == "__main__":
