@@ -92,8 +92,9 @@ def test_train_then_eval(tmp_path: Path) -> None:
 
 def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert _train(whole, "--save-every", "100").exit_code == 0
-    assert _train(parts, steps=100).exit_code == 0  # "interrupted" at step 100 (an episode boundary)
+    all_on = ["-o", "prioritized=true", "-o", "double=true", "-o", "dueling=true"]  # priorities resume too
+    assert _train(whole, "--save-every", "100", *all_on).exit_code == 0
+    assert _train(parts, *all_on, steps=100).exit_code == 0  # "interrupted" at step 100 (an episode boundary)
     resumed = _train(parts, "--resume")
     assert resumed.exit_code == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == 200

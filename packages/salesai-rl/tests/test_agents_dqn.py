@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 
 FAST = dict(hidden=32, learning_starts=50, batch_size=16, buffer_size=500, target_update=50,
             total_steps=400, exploration_fraction=0.5, lr=5e-3, gamma=0.9, train_every=1)
+ALL_ON = dict(double=True, dueling=True, prioritized=True, n_step=3)
 
 
 def test_double_q_target_by_hand() -> None:
@@ -95,7 +96,8 @@ def _greedy_return(agent: DQNAgent, env: ChainEnv) -> float:
 
 @pytest.mark.parametrize("switches", [
     dict(double=False, dueling=False, prioritized=False, n_step=1),  # vanilla DQN
-    dict(),  # all parts on (the defaults)
+    ALL_ON,
+    dict(),  # the defaults: n-step returns only
 ])
 def test_dqn_solves_a_chain(switches: dict) -> None:
     env = ChainEnv(n=6, max_steps=12)
@@ -105,6 +107,13 @@ def test_dqn_solves_a_chain(switches: dict) -> None:
     assert _greedy_return(agent, env) == 1.0
     q = agent.q_values(np.eye(6, dtype=np.float32)[0])
     assert q[1] > q[0]  # right is better than left at the start
+
+
+def test_defaults_are_the_ablations_choice() -> None:
+    """bench/rl.py's CartPole ablation: only n-step returns help; 4 env steps per update."""
+    defaults = DQNAgent.default_options()
+    assert {k: defaults[k] for k in ALL_ON} == dict(double=False, dueling=False, prioritized=False, n_step=3)
+    assert (defaults["train_every"], defaults["gradient_steps"]) == (4, 1)
 
 
 def test_default_update_rate_is_one_update_every_four_steps() -> None:
@@ -117,7 +126,7 @@ def test_default_update_rate_is_one_update_every_four_steps() -> None:
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     env = ChainEnv()
-    agent = DQNAgent(env.observation_space, env.action_space, seed=3, **FAST)
+    agent = DQNAgent(env.observation_space, env.action_space, seed=3, **FAST, **ALL_ON)
     _train_chain(agent, env, 120, whole_episodes=True)  # checkpoints are taken between episodes
     agent.save(tmp_path / "ckpt")
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())

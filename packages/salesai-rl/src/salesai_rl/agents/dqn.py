@@ -5,7 +5,8 @@ the target net values it), `dueling` (Wang et al. 2016), `prioritized` (Schaul e
 proportional over a sum-tree; alpha 0.6, beta annealed 0.4 -> 1), `n_step` returns
 (stopping at termination and truncation, bootstrapping after truncation only), and
 `novelty="episodic"` (Never Give Up's episodic bonus added to the reward). Not here: the
-distributional (C51) head and noisy nets.
+distributional (C51) head and noisy nets. Defaults: what the CartPole ablation of
+bench/rl.py chose (n-step returns on, the other parts off, one update every 4 env steps).
 
 Observations: vectors (MLP torso), images (C, H, W) or (H, W, C) (small CNN torso),
 `Discrete` observations (one-hot), text (`Text` spaces: the torso is a salesai
@@ -38,22 +39,22 @@ class DQNConfig:
     # network
     hidden: int = 256  # width of the torso's hidden layers
     torso: str = "auto"  # auto (cnn for 3-d observations, else mlp), mlp or cnn
-    dueling: bool = True  # dueling value/advantage head
+    dueling: bool = False  # dueling value/advantage head (off: the ablation in bench/rl.py)
     # learning
     lr: float = 1e-3  # Adam learning rate
     gamma: float = 0.99  # discount
     batch_size: int = 64
     learning_starts: int = 1000  # steps of pure exploration before the first update
-    train_every: int = 4  # env steps between updates (bench/rl.py: 1 is not better, 4x slower)
+    train_every: int = 4  # env steps between updates (bench/rl.py: 1 is not better, and 4x slower)
     gradient_steps: int = 1  # updates each time
     target_update: int = 500  # env steps between target-network updates
     tau: float = 1.0  # target update mix (1.0: copy)
     max_grad_norm: float = 10.0
-    double: bool = True  # double-Q targets
-    n_step: int = 3  # n-step returns
+    double: bool = False  # double-Q targets (off: the ablation)
+    n_step: int = 3  # n-step returns (on: the one part that helps in the ablation)
     # replay
     buffer_size: int = 50_000
-    prioritized: bool = True  # proportional prioritized replay
+    prioritized: bool = False  # proportional prioritized replay (off: the ablation)
     per_alpha: float = 0.6
     per_beta: float = 0.4  # annealed linearly to 1 over total_steps
     # exploration
