@@ -31,7 +31,7 @@ line (our batched output tokens/s / llama.cpp's at each concurrency, aim >= 1x a
 
 Usage: python bench/serve.py [--quick] [--backend pytorch|onnxruntime|onnxruntime-int8[,...]]
        [--concurrency 1,4,16] [--threads 1] [--checkpoint DIR] [--max-prefill-tokens N]
-       [--llamacpp-python /work/venvs/llama/bin/python [--llamacpp-quant q8_0] [--llamacpp-sdist DIR]]
+       [--llamacpp-python PY [--llamacpp-quant q8_0] [--llamacpp-sdist DIR]]
 The machine's load changes these figures a lot: compare numbers from the same run only.
 What it is not: a quality benchmark (random weights), nor a GPU benchmark.
 """
