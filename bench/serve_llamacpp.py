@@ -113,7 +113,7 @@ def to_gguf(ckpt: Path, work: Path, outtype: str, sdist: Path | None) -> Path:
     byte_sentencepiece(hf / "tokenizer.model", json.loads((hf / "config.json").read_text())["vocab_size"])
     (hf / "tokenizer_config.json").write_text(json.dumps({"add_prefix_space": False}))
     cache = Path(os.environ.get("SALESAI_BENCH_CACHE", ".bench-vs-llamacpp")).resolve()
-    if sdist is None:
+    if sdist is None or sdist.is_file():  # download / unpack the sdist there
         cache.mkdir(parents=True, exist_ok=True)
     converter = _vs_llamacpp().find_converter(cache, sdist)  # downloads the sdist into the cache once
     out = work / f"model-{outtype}.gguf"
