@@ -1,5 +1,5 @@
 """Shared fixtures: one tiny random-weight model with a real SentencePiece tokenizer, saved as a
-checkpoint and exported to ONNX (fp32 + int8) once per session, and server apps over them.
+checkpoint and exported to ONNX (fp32 + int8 + block-wise q8) once per session, and server apps over them.
 
 The model has a short context (96 tokens) so limit cases are cheap; init_std 0.2 spreads the
 logits so greedy choices are never near-ties between backends.
@@ -58,7 +58,7 @@ def checkpoint(model: Any, tokenizer: Any, tmp_path_factory: pytest.TempPathFact
 def export_dir(model: Any, tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from salesai.export.onnx import export_onnx
 
-    return Path(export_onnx(model, tokenizer, tmp_path_factory.mktemp("onnx") / "tiny", quantize="int8"))
+    return Path(export_onnx(model, tokenizer, tmp_path_factory.mktemp("onnx") / "tiny", quantize="int8,q8"))
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +67,8 @@ def backends(checkpoint: Path, export_dir: Path) -> dict[str, Any]:
     from salesai_serve.backends import load_backend
 
     return {"pytorch": load_backend("pytorch", checkpoint, threads=1),
-            "onnxruntime": load_backend("onnxruntime", export_dir, threads=1)}
+            "onnxruntime": load_backend("onnxruntime", export_dir, threads=1),
+            "onnxruntime-q8": load_backend("onnxruntime-q8", export_dir, threads=1)}
 
 
 @pytest.fixture(params=BACKENDS)

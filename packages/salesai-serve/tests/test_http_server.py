@@ -223,7 +223,10 @@ def test_STR_04_HL_03_SEC_03_backend_fault_mid_stream(backends: Any) -> None:
     with failing_client(backends, fail_after=5) as client:
         evs = events(client.post(CHAT, json=chat(stream=True, max_tokens=30, ignore_eos=True)))
         assert "error" in evs[-1] and evs[-1]["error"]["type"] == "server_error"
-        assert "[DONE]" not in evs and sum(1 for e in evs if "choices" in e) >= 5
+        # 6 tokens came before the fault (prefill + 5 decodes), but consecutive byte tokens stream as one
+        # chunk, and which tokens this random model picks at a near-tie depends on summation order
+        # (allocation alignment, i.e. on the tests run before): count the role chunk + 2 text chunks.
+        assert "[DONE]" not in evs and sum(1 for e in evs if "choices" in e) >= 3
         assert "secret" not in json.dumps(evs) and "Traceback" not in json.dumps(evs)
         for _ in range(2):  # three failed forwards in a row: the backend counts as failing
             r = client.post(CHAT, json=chat(max_tokens=30, ignore_eos=True))

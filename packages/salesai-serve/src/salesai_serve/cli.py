@@ -23,7 +23,8 @@ from salesai.errors import SalesAIError
 def serve(
     checkpoint: Path = typer.Argument(
         ..., help="Checkpoint directory, or an ONNX export for --backend onnxruntime*."),
-    backend: str = typer.Option("pytorch", "--backend", help="pytorch, onnxruntime or onnxruntime-int8."),
+    backend: str = typer.Option(
+        "pytorch", "--backend", help="pytorch, onnxruntime, onnxruntime-int8, -q8 or -q4."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1 = this machine only)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key_file: Optional[Path] = typer.Option(

@@ -1,7 +1,9 @@
 """Backends: one interface (`Backend`), a PyTorch and an ONNX Runtime implementation.
 
 `load_backend(name, path, threads)` picks one by name: `pytorch` (a checkpoint directory),
-`onnxruntime` / `onnxruntime-int8` (an ONNX export directory; torch is never imported).
+`onnxruntime` / `onnxruntime-int8` / `onnxruntime-q8` / `onnxruntime-q4` (an ONNX export directory
+and its fp32, int8, block-wise 8-bit or 4-bit decoder, as `salesai generate --backend` names them;
+torch is never imported).
 A classifier checkpoint or export (`is_classifier`) loads as a `ClassifierBackend` (POST /v1/classify).
 """
 
@@ -13,7 +15,12 @@ from salesai.errors import SalesAIError
 from salesai_serve.backends.base import Backend, Sampler, SamplingParams
 from salesai_serve.backends.classifier import ClassifierBackend, is_classifier
 
-BACKEND_NAMES = ("pytorch", "onnxruntime", "onnxruntime-int8")
+BACKEND_NAMES = ("pytorch", "onnxruntime", "onnxruntime-int8", "onnxruntime-q8", "onnxruntime-q4")
+
+
+def ort_variant(name: str) -> str:
+    """The export's decoder variant a backend name serves: onnxruntime -> fp32, onnxruntime-q8 -> q8."""
+    return name.removeprefix("onnxruntime").removeprefix("-") or "fp32"
 
 
 def load_backend(name: str, path: str | Path, threads: int | None = None) -> Backend | ClassifierBackend:
@@ -35,8 +42,8 @@ def load_backend(name: str, path: str | Path, threads: int | None = None) -> Bac
         return TorchBackend.load(path, threads=threads)
     from salesai_serve.backends.ort_backend import OrtBackend
 
-    return OrtBackend.load(path, variant="int8" if name.endswith("int8") else "fp32", threads=threads)
+    return OrtBackend.load(path, variant=ort_variant(name), threads=threads)
 
 
 __all__ = ["BACKEND_NAMES", "Backend", "ClassifierBackend", "Sampler", "SamplingParams", "is_classifier",
-           "load_backend"]
+           "load_backend", "ort_variant"]

@@ -60,7 +60,7 @@ class Sampler(Protocol):
 class Backend(ABC):
     """A model runtime holding the running batch; see the module docstring."""
 
-    name: str  # "pytorch", "onnxruntime", "onnxruntime-int8"
+    name: str  # "pytorch", "onnxruntime", "onnxruntime-int8", "onnxruntime-q8", "onnxruntime-q4"
     max_seq_len: int  # context length (prompt + completion)
     vocab_size: int
     eos_id: int

@@ -42,7 +42,8 @@ class ClassifierBackend:
 
     @classmethod
     def load(cls, backend: str, path: str | Path, threads: int | None = None) -> ClassifierBackend:
-        """`backend`: pytorch (a checkpoint), onnxruntime or onnxruntime-int8 (an ONNX export)."""
+        """`backend`: pytorch (a checkpoint), onnxruntime or onnxruntime-int8 (an ONNX export; classifier
+        exports have no q8/q4 graph, and asking for one names the missing graph)."""
         if backend in ("pytorch", "torch"):
             import torch
 
@@ -54,7 +55,7 @@ class ClassifierBackend:
             return cls(clf, "pytorch", int(clf.model.config.max_seq_len))
         from salesai.ort_classify import OrtTextClassifier
 
-        variant = "int8" if backend.endswith("int8") else "fp32"
+        variant = backend.removeprefix("onnxruntime").removeprefix("-") or "fp32"
         ort = OrtTextClassifier(path, variant=variant, threads=threads or 2)
         return cls(ort, backend, ort.max_len)
 

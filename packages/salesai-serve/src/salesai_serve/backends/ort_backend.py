@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: a salesai ONNX export (fp32 or int8 decoder), numpy only, no torch.
+"""ONNX Runtime backend: a salesai ONNX export (fp32, int8, q8 or q4 decoder), numpy only, no torch.
 
 The decoder graph takes explicit past keys/values (rows, n_kv, P, hd) and an attention mask
 (rows, P+T) and returns the presents, so the running batch is just these arrays: a joining
@@ -83,7 +83,7 @@ class OrtBackend(Backend):
 
     @classmethod
     def load(cls, path: str | Path, variant: str = "fp32", threads: int | None = None) -> OrtBackend:
-        """Load an export directory (`salesai export CKPT --format onnx [--quantize int8]`)."""
+        """Load an export directory (`salesai export CKPT --format onnx [--quantize int8,q8,q4]`)."""
         from salesai.errors import SalesAIError
         from salesai.ort_runtime import OrtGenerator, numpy_preprocessor
 
