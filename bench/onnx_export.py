@@ -9,10 +9,12 @@ taking medians over `--repeats` rounds, at `--threads` threads (default 2):
 It measures the machine's copy bandwidth and prints the memory-bandwidth bound of a decode
 step (bytes of weights touched per token + KV cache, divided by bandwidth), then one JSON
 line per measurement and a summary line with the ratios.
-With `--ckpt` and `--data FILE` it also measures validation perplexity of the ONNX fp32 and
-int8 graphs (and PyTorch) on up to `--ppl-chunks` chunks of `--ppl-len` tokens of FILE.
+With `--ckpt` and `--data FILE` it also measures validation perplexity of PyTorch and of every
+ONNX decoder in the export (fp32, int8 and whatever else `--quantize` adds, e.g. `int8,q8,q4`)
+on up to `--ppl-chunks` chunks of `--ppl-len` tokens of FILE, with each one's change vs fp32.
 
 Run: python bench/onnx_export.py [--threads 2] [--repeats 3] [--ckpt DIR --data FILE]
+     python bench/onnx_export.py --ckpt DIR --data FILE --quantize int8,q8,q4 --no-speed
 What it is not: a test; numbers on a shared machine are noisy (medians, alternating order).
 """
 
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prefill-len", type=int, default=512)
     ap.add_argument("--ppl-len", type=int, default=256)
     ap.add_argument("--ppl-chunks", type=int, default=64)
+    ap.add_argument("--quantize", default="int8",
+                    help="decoders to export besides fp32 (int8 is always added: the speed runs use it)")
     ap.add_argument("--out", type=Path, default=None, help="keep the export here (default: a temp dir)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed runs (perplexity only)")
     ap.add_argument("--spinning", action="store_true", help="let ONNX Runtime's idle threads busy-wait")
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="salesai-bench-onnx-")
     out = args.out or Path(tmp.name) / "export"
     t0 = time.perf_counter()
-    export_onnx(model, tokenizer, out, quantize="int8", force=True,
+    variants = ["int8", *(v for v in args.quantize.split(",") if v.strip() not in ("", "int8"))]
+    export_onnx(model, tokenizer, out, quantize=",".join(variants), force=True,
                 progress=lambda m: print(f"[bench] {m}", file=sys.stderr))
     manifest = json.loads((out / "manifest.json").read_text())
     q = manifest["quantization"]
@@ -117,10 +122,14 @@ def main(argv: list[str] | None = None) -> None:
           "fp32_mb": round(q["fp32_bytes"] / 1e6, 1), "int8_mb": round(q["int8_bytes"] / 1e6, 1),
           "int8_weight_share": round(q["weights"]["int8_share"], 4),
           "verify_fp32_max_abs_logit_diff": manifest["verification"]["max_abs_logit_diff"],
-          "verify_int8_max_abs_logit_diff": q["verification"]["max_abs_logit_diff"]})
+          "verify_int8_max_abs_logit_diff": q["verification"]["max_abs_logit_diff"],
+          **{f"{v}_mb": round(e["bytes"] / 1e6, 1) for v, e in manifest.get("quantizations", {}).items()
+             if v != "int8"},
+          **{f"verify_{v}_max_abs_logit_diff": e["verification"]["max_abs_logit_diff"]
+             for v, e in manifest.get("quantizations", {}).items() if v != "int8"}})
 
     ort = {v: OrtGenerator.from_export(out, variant=v, threads=args.threads, spinning=args.spinning)
-           for v in ("fp32", "int8")}
+           for v in ("fp32", *variants)}
     rng = np.random.default_rng(0)
     lo = 11  # past the special tokens
 
@@ -219,21 +228,22 @@ def main(argv: list[str] | None = None) -> None:
         else:
             ppl = perplexity(model, ort, tokenizer, args.data, args.ppl_len, args.ppl_chunks)
             emit({"bench": "onnx", "what": "perplexity", "model": source, "data": str(args.data), **ppl})
-            summary["ppl_int8_vs_fp32_change"] = ppl["int8_vs_fp32_change"]
+            for v in variants:
+                summary[f"ppl_{v}_vs_fp32_change"] = ppl[f"{v}_vs_fp32_change"]
     emit(summary)
     tmp.cleanup()
 
 
 def perplexity(model: Any, ort: dict[str, Any], tokenizer: Any, data: Path, length: int, chunks: int
                ) -> dict[str, Any]:
-    """Token-level perplexity of torch, ORT fp32 and ORT int8 on the same chunks of `data`."""
+    """Token-level perplexity of torch and every ORT decoder variant on the same chunks of `data`."""
     import torch
 
     ids = tokenizer.encode(data.read_text(encoding="utf-8", errors="replace"))
     n = min(chunks, len(ids) // length)
     if n == 0:
         raise SystemExit(f"{data}: fewer than {length} tokens")
-    nll = {"torch": 0.0, "fp32": 0.0, "int8": 0.0}
+    nll = {"torch": 0.0, **{v: 0.0 for v in ort}}
     count = 0
     for c in range(n):
         x = np.asarray([ids[c * length:(c + 1) * length]], np.int64)  # (1, L)
@@ -251,9 +261,10 @@ def perplexity(model: Any, ort: dict[str, Any], tokenizer: Any, data: Path, leng
             nll[name] += float((lse - lg[np.arange(len(target)), target]).sum())
         count += len(target)
     ppl = {k: math.exp(v / count) for k, v in nll.items()}
-    return {"tokens": count, "ppl_torch": round(ppl["torch"], 4), "ppl_ort_fp32": round(ppl["fp32"], 4),
-            "ppl_ort_int8": round(ppl["int8"], 4),
-            "int8_vs_fp32_change": round(ppl["int8"] / ppl["fp32"] - 1, 4)}
+    report: dict[str, Any] = {"tokens": count, "ppl_torch": round(ppl["torch"], 4)}
+    report.update({f"ppl_ort_{v}": round(ppl[v], 4) for v in ort})
+    report.update({f"{v}_vs_fp32_change": round(ppl[v] / ppl["fp32"] - 1, 5) for v in ort if v != "fp32"})
+    return report
 
 
 if __name__ == "__main__":
