@@ -313,28 +313,19 @@ class DQNAgent:
             out[name] = value.detach().contiguous()
         return out, ties
 
-    def _optimizer_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        import torch
-
-        state = self.optimizer.state_dict()
-        tensors = {}
-        for pid, slots in state["state"].items():
-            for slot, value in slots.items():
-                tensors[f"{pid}.{slot}"] = torch.as_tensor(value).contiguous()
-        return tensors, {"param_groups": state["param_groups"]}
-
     def save(self, directory: str | Path, include_buffer: bool = True) -> None:
         """Write agent.json, model.safetensors, optimizer.safetensors (and buffer.safetensors)."""
         import numpy as np
         from safetensors.numpy import save_file as save_numpy
         from safetensors.torch import save_file
 
+        from salesai.train import save_optimizer
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tensors, ties = self._tensors()
         save_file(tensors, str(out / "model.safetensors"))
-        optim_tensors, optim_meta = self._optimizer_tensors()
-        save_file(optim_tensors, str(out / "optimizer.safetensors"))
+        optim_meta = save_optimizer(self.optimizer, out / "optimizer.safetensors")
         meta: dict[str, Any] = {
             "format": FORMAT, "agent": self.name, "seed": self.seed, "options": asdict(self.config),
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
@@ -355,6 +346,8 @@ class DQNAgent:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file as load_numpy
         from safetensors.torch import load_file
+
+        from salesai.train import load_optimizer
 
         path = Path(directory)
         try:
@@ -377,15 +370,10 @@ class DQNAgent:
                 tensors[name] = tensors[kept]
             agent.q.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("q.")})
             agent.target.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("target.")})
-            optim = load_file(str(path / "optimizer.safetensors"))
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in optim.items():
-                pid, slot = key.split(".", 1)
-                state.setdefault(int(pid), {})[slot] = value
-            agent.optimizer.load_state_dict({"state": state, **meta["optimizer"]})
+            load_optimizer(agent.optimizer, path / "optimizer.safetensors", meta["optimizer"])
             if meta.get("buffer") is not None:
                 agent.buffer.load_state_dict(load_numpy(str(path / "buffer.safetensors")), meta["buffer"])
-        except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, SalesAIError) as exc:
             raise SalesAIError(
                 f"checkpoint {path}: corrupt or mismatched file ({type(exc).__name__}: {exc})") from None
         agent.steps, agent.updates = int(meta["steps"]), int(meta["updates"])
