@@ -20,6 +20,7 @@ from salesai.testing import (
     check_encoder,
     check_expert,
     check_exporter,
+    has_component,
     run_cli,
     sample_png_bytes,
     sample_wav_bytes,
@@ -273,3 +274,8 @@ def test_check_exporter_rejects(
 ) -> None:
     with pytest.raises(AssertionError, match=f"check_exporter: .*{match}"):
         check_exporter(factory, nn.Linear(4, 4), byte_tokenizer, tmp_path)
+
+
+def test_has_component_says_whether_a_registry_holds_a_name() -> None:
+    assert has_component("experts", "swiglu")  # the core's built-in expert
+    assert not has_component("encoders", "no-such-encoder")

@@ -17,22 +17,14 @@ from typing import Any
 
 import pytest
 
+from salesai.testing import has_component
+
 CONTEXT = 128
 BACKENDS = ("pytorch", "onnxruntime", "onnxruntime-int8")
 
 
-def _have_vit() -> bool:
-    from salesai.errors import PluginError
-    from salesai.plugins import registry
-
-    try:
-        registry("encoders").get("vit")
-    except PluginError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _have_vit(), reason="no `vit` image encoder plugin (salesai-vision)")
+pytestmark = pytest.mark.skipif(not has_component("encoders", "vit"),
+                                reason="no `vit` image encoder plugin (salesai-vision)")
 
 
 def _png(color: tuple[int, int, int], size: int = 64) -> bytes:

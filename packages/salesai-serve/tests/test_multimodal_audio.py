@@ -8,43 +8,19 @@ it); skipped otherwise. The serve plugin never imports it: the core builds it fr
 from __future__ import annotations
 
 import base64
-import io
-import math
-import struct
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from salesai.testing import has_component, sample_wav_bytes
+
 CONTEXT = 256
 
 
-def _have_audio() -> bool:
-    from salesai.errors import PluginError
-    from salesai.plugins import registry
-
-    try:
-        registry("encoders").get("audio")
-    except PluginError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _have_audio(), reason="no `audio` encoder plugin (salesai-audio)")
-
-
-def _wav(seconds: float, hz: float = 440.0, rate: int = 16000) -> bytes:
-    n = int(seconds * rate)
-    frames = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate))) for i in range(n))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(frames)
-    return buf.getvalue()
+pytestmark = pytest.mark.skipif(not has_component("encoders", "audio"),
+                                reason="no `audio` encoder plugin (salesai-audio)")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +76,7 @@ def test_greedy_audio_answer_equals_generate(audio_setup: tuple[Any, Any], token
     from salesai_serve.text import chat_prompt_ids
 
     client, model = audio_setup
-    raw = _wav(0.5)
+    raw = sample_wav_bytes(0.5)
     ids = chat_prompt_ids(tokenizer, [("user", [tokenizer.token_to_id("<audio>"), " Transcribe."])])
     with torch.inference_mode():
         out = model.generate(torch.tensor([ids]), audio=[raw], max_new_tokens=5, temperature=0.0,
@@ -122,8 +98,8 @@ def test_greedy_audio_answer_equals_generate(audio_setup: tuple[Any, Any], token
 
 @pytest.mark.parametrize("part, fragment", [
     (_clip("%%%notbase64"), "not valid base64"),
-    (_clip(_wav(0.1), "mp3"), "expected one of wav, flac, ogg"),
-    (_clip(_wav(0.0)), "could not read the audio"),
+    (_clip(sample_wav_bytes(0.1), "mp3"), "expected one of wav, flac, ogg"),
+    (_clip(sample_wav_bytes(0.0)), "could not read the audio"),
     (_clip(b"\x89PNG\r\n\x1a\n not audio"), "could not read the audio"),
 ])
 def test_MM_08_bad_audio_is_400(audio_setup: tuple[Any, Any], part: dict[str, Any], fragment: str) -> None:

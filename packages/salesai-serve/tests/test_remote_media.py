@@ -16,16 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-
-def _have_vit() -> bool:
-    from salesai.errors import PluginError
-    from salesai.plugins import registry
-
-    try:
-        registry("encoders").get("vit")
-    except PluginError:
-        return False
-    return True
+from salesai.testing import has_component
 
 
 def _png(color: tuple[int, int, int], size: int = 64) -> bytes:
@@ -44,7 +35,8 @@ def _image(url: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-pytestmark = pytest.mark.skipif(not _have_vit(), reason="no `vit` image encoder plugin (salesai-vision)")
+pytestmark = pytest.mark.skipif(not has_component("encoders", "vit"),
+                                reason="no `vit` image encoder plugin (salesai-vision)")
 
 CAP = 4000  # bytes fetched at most in these tests
 

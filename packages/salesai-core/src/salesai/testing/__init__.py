@@ -26,7 +26,7 @@ from salesai.testing.conformance import (
     check_reward,
 )
 from salesai.testing.encoders import ToyEncoders, npy_bytes
-from salesai.testing.host import register_plugin
+from salesai.testing.host import has_component, register_plugin
 from salesai.testing.samples import sample_png_bytes, sample_wav_bytes
 from salesai.testing.tokenizer import ByteTokenizer
 
@@ -39,6 +39,7 @@ __all__ = [
     "check_expert",
     "check_exporter",
     "check_reward",
+    "has_component",
     "installed_plugin",
     "npy_bytes",
     "register_plugin",

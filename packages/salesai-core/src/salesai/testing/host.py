@@ -46,3 +46,13 @@ def register_plugin(
         yield info
     finally:
         host.remove(plugin, info)
+
+
+def has_component(kind: str, name: str) -> bool:
+    """Whether an installed plugin registered `name` under `kind` (e.g. `("encoders", "vit")`); for
+    `pytest.mark.skipif` on tests that need another package's component."""
+    try:
+        plugins.registry(kind).get(name)
+    except PluginError:
+        return False
+    return True
