@@ -170,20 +170,27 @@ def start_server(source: Path, args: argparse.Namespace, batch: int, queue: int,
         cmd += ["--max-prefill-tokens", str(args.max_prefill_tokens)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url, "/ready", "salesai serve")
+    return proc, url
+
+
+def wait_ready(proc: Any, url: str, path: str, name: str, timeout: float = 300.0) -> None:
+    """Poll `url + path` until it answers 200; exit with the process's stderr tail if it dies first."""
     import httpx
 
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            err = proc.stderr.read() if proc.stderr else ""
+            raise SystemExit(f"{name} exited with {proc.returncode}" + (f":\n{err[-2000:]}" if err else ""))
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("server did not become ready")
+    raise SystemExit(f"{name} did not answer {path} within {timeout:.0f} s")
 
 
 def stop_server(proc: Any) -> None:
@@ -350,6 +357,7 @@ def run_llamacpp(args: argparse.Namespace, ckpt: Path, out: Path, prompt: list[i
     lengths = (args.prompt_tokens, args.output_tokens)
     n_ctx = max(512, args.prompt_tokens + args.output_tokens)
     proc, url = ll.start(args.llamacpp_python, gguf, args.threads, n_ctx, free_port())
+    wait_ready(proc, url, "/v1/models", "llama_cpp.server")
     rows: dict[int, dict[str, Any]] = {}
     try:
         emit({"bench": "llamacpp_setup", "server": f"llama_cpp.server {ll.version(args.llamacpp_python)}",

@@ -38,7 +38,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -126,29 +125,15 @@ def to_gguf(ckpt: Path, work: Path, outtype: str, sdist: Path | None) -> Path:
 
 # ---------------------------------------------------------------------------- the server
 def start(python: str, gguf: Path, threads: int, n_ctx: int, port: int) -> tuple[Any, str]:
-    """llama-cpp-python's server on `gguf`; returns (process, base url) once /v1/models answers."""
-    import httpx
-
+    """llama-cpp-python's server on `gguf`; returns (process, base url) at once
+    (bench/serve.py waits until /v1/models answers)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "bench",
            "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
            "--n_threads_batch", str(threads), "--n_ctx", str(n_ctx), "--interrupt_requests", "false",
            "--verbose", "false"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise SystemExit(f"llama_cpp.server exited with {proc.returncode}:\n{err[-2000:]}")
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("llama_cpp.server did not answer /v1/models within 300 s")
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def request_body(prompt: list[int], output_tokens: int) -> dict[str, Any]:
